@@ -1,0 +1,148 @@
+/**
+ * The only reader of the environment. `loadConfig` turns an env map into a typed, frozen Config, or throws a
+ * ConfigError naming the variable, so start-up can stop with one clear line instead of a stack trace.
+ */
+
+/** A configuration value that cannot be used; `variable` names the environment variable at fault. */
+export class ConfigError extends Error {
+  readonly variable: string;
+  constructor(variable: string, message: string) {
+    super(`${variable}: ${message}`);
+    this.name = "ConfigError";
+    this.variable = variable;
+  }
+}
+
+/** Everything the service reads from its environment, validated. Durations are in milliseconds. */
+export interface Config {
+  readonly nodeEnv: string;
+  readonly host: string;
+  readonly port: number;
+  readonly databaseUrl: string | undefined;
+  readonly dataDir: string;
+  readonly jwtSecret: string | undefined;
+  readonly jwtIssuer: string;
+  readonly jwtAudience: string;
+  readonly accessTokenTtlMs: number;
+  readonly refreshTokenTtlMs: number;
+  readonly allowSignup: boolean;
+  readonly adminEmail: string;
+  readonly adminPassword: string | undefined;
+  readonly corsAllowedOrigins: readonly string[];
+  readonly maxMessageBytes: number;
+  readonly shutdownGraceMs: number;
+  readonly changeLogRetentionMs: number;
+  readonly watchHeartbeatMs: number;
+  readonly tlsCertFile: string | undefined;
+  readonly tlsKeyFile: string | undefined;
+  readonly logLevel: "debug" | "info" | "warn" | "error" | "silent";
+  readonly dbPoolMax: number;
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+const durationUnits: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Parses "500ms", "10s", "15m", "2h", "30d" (or a bare number of seconds) into milliseconds. */
+export function parseDuration(variable: string, raw: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/.exec(raw.trim());
+  if (!match) {
+    throw new ConfigError(variable, `"${raw}" is not a duration (use e.g. 500ms, 10s, 15m, 2h, 30d)`);
+  }
+  const ms = Number(match[1]) * durationUnits[match[2] ?? "s"];
+  if (!Number.isFinite(ms) || ms <= 0) throw new ConfigError(variable, "must be greater than zero");
+  return Math.round(ms);
+}
+
+function str(env: Env, name: string, fallback: string): string {
+  const v = env[name];
+  return v === undefined || v === "" ? fallback : v;
+}
+
+function optional(env: Env, name: string): string | undefined {
+  const v = env[name];
+  return v === undefined || v === "" ? undefined : v;
+}
+
+function int(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = optional(env, name);
+  if (raw === undefined) return fallback;
+  if (!/^\d+$/.test(raw.trim())) throw new ConfigError(name, `"${raw}" is not a whole number`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new ConfigError(name, `${n} is outside ${min}..${max}`);
+  return n;
+}
+
+function bool(env: Env, name: string, fallback: boolean): boolean {
+  const raw = optional(env, name)?.toLowerCase();
+  if (raw === undefined) return fallback;
+  if (["true", "1", "yes", "on"].includes(raw)) return true;
+  if (["false", "0", "no", "off"].includes(raw)) return false;
+  throw new ConfigError(name, `"${raw}" is not a boolean (use true or false)`);
+}
+
+function duration(env: Env, name: string, fallback: string): number {
+  return parseDuration(name, str(env, name, fallback));
+}
+
+const logLevels = ["debug", "info", "warn", "error", "silent"] as const;
+
+/** Validates the environment; throws ConfigError on the first bad value. */
+export function loadConfig(env: Env): Config {
+  const nodeEnv = str(env, "NODE_ENV", "development");
+  const jwtSecret = optional(env, "JWT_SECRET");
+  if (jwtSecret !== undefined && Buffer.byteLength(jwtSecret) < 32) {
+    throw new ConfigError("JWT_SECRET", "must be at least 32 bytes");
+  }
+  if (jwtSecret === undefined && nodeEnv === "production") {
+    throw new ConfigError("JWT_SECRET", "is required when NODE_ENV=production");
+  }
+  const databaseUrl = optional(env, "DATABASE_URL");
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new ConfigError("DATABASE_URL", "must be a postgres:// or postgresql:// URL");
+  }
+  const tlsCertFile = optional(env, "TLS_CERT_FILE");
+  const tlsKeyFile = optional(env, "TLS_KEY_FILE");
+  if ((tlsCertFile === undefined) !== (tlsKeyFile === undefined)) {
+    throw new ConfigError(tlsCertFile ? "TLS_KEY_FILE" : "TLS_CERT_FILE", "TLS_CERT_FILE and TLS_KEY_FILE go together");
+  }
+  const adminPassword = optional(env, "ADMIN_PASSWORD");
+  if (adminPassword !== undefined && (adminPassword.length < 8 || adminPassword.length > 128)) {
+    throw new ConfigError("ADMIN_PASSWORD", "must be 8 to 128 characters");
+  }
+  const logLevel = str(env, "LOG_LEVEL", "info") as Config["logLevel"];
+  if (!logLevels.includes(logLevel)) {
+    throw new ConfigError("LOG_LEVEL", `must be one of ${logLevels.join(", ")}`);
+  }
+  const adminEmail = str(env, "ADMIN_EMAIL", "admin@example.com");
+  if (!/^[^\s@]+@[^\s@]+$/.test(adminEmail)) throw new ConfigError("ADMIN_EMAIL", "is not an email address");
+  return Object.freeze({
+    nodeEnv,
+    host: str(env, "HOST", "127.0.0.1"),
+    port: int(env, "PORT", 8080, 0, 65535),
+    databaseUrl,
+    dataDir: str(env, "DATA_DIR", ".data"),
+    jwtSecret,
+    jwtIssuer: str(env, "JWT_ISSUER", "user-service"),
+    jwtAudience: str(env, "JWT_AUDIENCE", "user-service"),
+    accessTokenTtlMs: duration(env, "ACCESS_TOKEN_TTL", "15m"),
+    refreshTokenTtlMs: duration(env, "REFRESH_TOKEN_TTL", "30d"),
+    allowSignup: bool(env, "ALLOW_SIGNUP", true),
+    adminEmail,
+    adminPassword,
+    corsAllowedOrigins: Object.freeze(
+      str(env, "CORS_ALLOWED_ORIGINS", "")
+        .split(",")
+        .map((o) => o.trim())
+        .filter((o) => o !== ""),
+    ),
+    maxMessageBytes: int(env, "MAX_MESSAGE_BYTES", 4 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    shutdownGraceMs: duration(env, "SHUTDOWN_GRACE", "10s"),
+    changeLogRetentionMs: duration(env, "CHANGE_LOG_RETENTION", "7d"),
+    watchHeartbeatMs: duration(env, "WATCH_HEARTBEAT", "15s"),
+    tlsCertFile,
+    tlsKeyFile,
+    logLevel,
+    dbPoolMax: int(env, "DB_POOL_MAX", 10, 1, 1000),
+  });
+}

@@ -1,0 +1,92 @@
+/**
+ * Domain errors and the one table that maps them to status codes and ErrorInfo reasons. Features throw
+ * ServiceError; the errors interceptor (src/interceptors/errors.ts) turns everything into a ConnectError
+ * with an ErrorInfo detail, so callers always get a reason they can switch on.
+ */
+import { create } from "@bufbuild/protobuf";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { BadRequestSchema, ErrorInfoSchema, RetryInfoSchema } from "../gen/google/rpc/error_details_pb.js";
+
+/** The ErrorInfo domain of every error this service returns. */
+export const ERROR_DOMAIN = "user-service.example.com";
+
+/** Every reason of the contract, with the status code it travels with. */
+export const reasons = {
+  INVALID_ARGUMENT: Code.InvalidArgument,
+  INVALID_FILTER: Code.InvalidArgument,
+  INVALID_ORDER_BY: Code.InvalidArgument,
+  INVALID_PAGE_TOKEN: Code.InvalidArgument,
+  UNAUTHENTICATED: Code.Unauthenticated,
+  INVALID_CREDENTIALS: Code.Unauthenticated,
+  ACCOUNT_LOCKED: Code.ResourceExhausted,
+  RATE_LIMITED: Code.ResourceExhausted,
+  PERMISSION_DENIED: Code.PermissionDenied,
+  USER_NOT_FOUND: Code.NotFound,
+  EMAIL_TAKEN: Code.AlreadyExists,
+  ETAG_MISMATCH: Code.Aborted,
+  RESUME_TOKEN_EXPIRED: Code.OutOfRange,
+  SIGNUP_DISABLED: Code.PermissionDenied,
+  UNAVAILABLE: Code.Unavailable,
+} as const;
+
+/** A contract reason. */
+export type Reason = keyof typeof reasons;
+
+/** One field that failed validation: dotted path (e.g. `user.email`) and what is wrong with it. */
+export interface FieldViolation {
+  field: string;
+  description: string;
+}
+
+/** A failure the caller can act on. Its message is shown to the caller, so it never holds secrets. */
+export class ServiceError extends Error {
+  readonly reason: Reason;
+  readonly violations: readonly FieldViolation[];
+  readonly retryAfterMs: number | undefined;
+  constructor(reason: Reason, message: string, opts: { violations?: FieldViolation[]; retryAfterMs?: number } = {}) {
+    super(message);
+    this.name = "ServiceError";
+    this.reason = reason;
+    this.violations = opts.violations ?? [];
+    this.retryAfterMs = opts.retryAfterMs;
+  }
+}
+
+/** INVALID_ARGUMENT with field violations. */
+export function invalidArgument(violations: FieldViolation[]): ServiceError {
+  const summary = violations.map((v) => `${v.field}: ${v.description}`).join("; ");
+  return new ServiceError("INVALID_ARGUMENT", `invalid request: ${summary}`, { violations });
+}
+
+/** Builds the wire error for a reason: status code, message, ErrorInfo and the details that go with it. */
+export function connectErrorFor(
+  reason: Reason | string,
+  code: Code,
+  message: string,
+  opts: { violations?: readonly FieldViolation[]; retryAfterMs?: number; metadata?: Record<string, string> } = {},
+): ConnectError {
+  const details: ConstructorParameters<typeof ConnectError>[4] = [
+    { desc: ErrorInfoSchema, value: { reason, domain: ERROR_DOMAIN, metadata: opts.metadata ?? {} } },
+  ];
+  if (opts.violations && opts.violations.length > 0) {
+    details.push({
+      desc: BadRequestSchema,
+      value: create(BadRequestSchema, {
+        fieldViolations: opts.violations.map((v) => ({ field: v.field, description: v.description })),
+      }),
+    });
+  }
+  if (opts.retryAfterMs !== undefined) {
+    details.push({ desc: RetryInfoSchema, value: { retryDelay: durationFromMs(opts.retryAfterMs) } });
+  }
+  return new ConnectError(message, code, undefined, details);
+}
+
+/** The wire form of a ServiceError. */
+export function toConnectError(err: ServiceError): ConnectError {
+  return connectErrorFor(err.reason, reasons[err.reason], err.message, {
+    violations: err.violations,
+    retryAfterMs: err.retryAfterMs,
+  });
+}
