@@ -66,7 +66,7 @@ export function connectErrorFor(
   message: string,
   opts: { violations?: readonly FieldViolation[]; retryAfterMs?: number; metadata?: Record<string, string> } = {},
 ): ConnectError {
-  const details: ConstructorParameters<typeof ConnectError>[4] = [
+  const details: NonNullable<ConstructorParameters<typeof ConnectError>[3]> = [
     { desc: ErrorInfoSchema, value: { reason, domain: ERROR_DOMAIN, metadata: opts.metadata ?? {} } },
   ];
   if (opts.violations && opts.violations.length > 0) {

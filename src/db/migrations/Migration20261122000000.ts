@@ -39,7 +39,8 @@ export class Migration20261122000000 extends Migration {
       create table idempotency_keys (
         caller_id uuid not null,
         request_id uuid not null,
-        user_id uuid not null references users (id) on delete cascade,
+        -- Deferred: the key is claimed before the user row it points to is inserted.
+        user_id uuid not null references users (id) on delete cascade deferrable initially deferred,
         create_time timestamptz not null default now(),
         primary key (caller_id, request_id)
       )`);

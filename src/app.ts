@@ -1,0 +1,166 @@
+/**
+ * Composition root of a running service: database (embedded unless DATABASE_URL), migrations, bootstrap
+ * admin, services, interceptors and the listener. `startApp` is what main.ts runs and what tests start on
+ * port 0, so tests exercise the very same server.
+ */
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type { ConnectRouter } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import { AuthService } from "../gen/auth/v1/auth_service_pb.js";
+import { UserService } from "../gen/user/v1/user_service_pb.js";
+import { createAuthService } from "./auth/auth.service.ts";
+import { createSessionRepository } from "./auth/session.repository.ts";
+import { createAccessTokens } from "./auth/tokens.ts";
+import type { Config } from "./config.ts";
+import { startEmbeddedPostgres } from "./db/embedded-postgres.ts";
+import { createOrm, migrate, migrationsApplied, type Orm } from "./db/orm.ts";
+import { createAuthInterceptor } from "./interceptors/auth.ts";
+import { createErrorsInterceptor } from "./interceptors/errors.ts";
+import { createLoggingInterceptor } from "./interceptors/logging.ts";
+import { createValidationInterceptor } from "./interceptors/validation.ts";
+import { createLogger } from "./logger.ts";
+import { type HttpRoute, listen } from "./server.ts";
+import { createRpcHandler } from "./transport/rpc-handler.ts";
+import { ensureAdmin } from "./users/admin-bootstrap.ts";
+import { createUserRepository } from "./users/user.repository.ts";
+import { createUserService } from "./users/user.service.ts";
+
+/** A running service. */
+export interface App {
+  readonly port: number;
+  readonly url: string;
+  readonly orm: Orm;
+  readonly log: Logger;
+  /** Graceful shutdown: stop accepting, let calls finish (up to SHUTDOWN_GRACE), close the database. */
+  close(): Promise<void>;
+}
+
+/** Options that are not configuration: where logs go, how the generated admin password is reported. */
+export interface AppOptions {
+  log?: Logger;
+  announceAdmin?: (email: string, generatedPassword: string | undefined) => void;
+}
+
+/** Reads JWT_SECRET, or outside production generates one and keeps it under DATA_DIR. */
+function jwtSecretFor(config: Config): string {
+  if (config.jwtSecret) return config.jwtSecret;
+  const file = join(resolve(config.dataDir), "jwt-secret");
+  if (!existsSync(file)) {
+    mkdirSync(resolve(config.dataDir), { recursive: true });
+    writeFileSync(file, randomBytes(48).toString("base64url"), { mode: 0o600 });
+  }
+  return readFileSync(file, "utf8").trim();
+}
+
+async function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([work, new Promise<never>((_, fail) => (timer = setTimeout(() => fail(new Error("timeout")), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Starts the service. */
+export async function startApp(config: Config, opts: AppOptions = {}): Promise<App> {
+  const log = opts.log ?? createLogger(config.logLevel);
+  const embedded = config.databaseUrl ? undefined : await startEmbeddedPostgres(config.dataDir, (m) => log.info(m));
+  const databaseUrl = config.databaseUrl ?? (embedded?.url as string);
+  let orm: Orm;
+  try {
+    orm = await createOrm(databaseUrl, config.dbPoolMax);
+    const applied = await migrate(orm);
+    if (applied.length > 0) log.info({ migrations: applied }, "migrations applied");
+  } catch (err) {
+    await embedded?.stop();
+    throw err;
+  }
+
+  const users = createUserRepository(orm);
+  const sessions = createSessionRepository(orm, config.refreshTokenTtlMs);
+  const accessTokens = createAccessTokens({
+    secret: jwtSecretFor(config),
+    issuer: config.jwtIssuer,
+    audience: config.jwtAudience,
+    accessTokenTtlMs: config.accessTokenTtlMs,
+  });
+  await ensureAdmin(users, {
+    email: config.adminEmail,
+    password: config.adminPassword,
+    announce:
+      opts.announceAdmin ??
+      ((email, pw) => log.warn({ email }, pw ? `created admin ${email} with generated password: ${pw} (shown once)` : "created admin")),
+  });
+
+  const shutdown = new AbortController();
+  const routes = (router: ConnectRouter) => {
+    router.service(UserService, createUserService({ users }));
+    router.service(AuthService, createAuthService({ users, sessions, accessTokens }));
+  };
+  const rpc = createRpcHandler(routes, {
+    interceptors: [
+      createLoggingInterceptor({ log }),
+      createErrorsInterceptor({ log }),
+      createAuthInterceptor({ verify: (t) => accessTokens.verify(t) }),
+      createValidationInterceptor(),
+    ],
+    readMaxBytes: config.maxMessageBytes,
+    shutdownSignal: shutdown.signal,
+  });
+
+  const databaseAnswers = async () => {
+    try {
+      await withTimeout(orm.em.getConnection().execute("select 1"), 1000);
+      return await withTimeout(migrationsApplied(orm), 1000);
+    } catch {
+      return false;
+    }
+  };
+  const httpRoutes: HttpRoute[] = [
+    (req, res) => {
+      if (req.url !== "/healthz") return false;
+      res.writeHead(200, { "content-type": "text/plain" });
+      res.end("ok\n");
+      return true;
+    },
+    async (req, res) => {
+      if (req.url !== "/readyz") return false;
+      const ready = !shutdown.signal.aborted && (await databaseAnswers());
+      res.writeHead(ready ? 200 : 503, { "content-type": "text/plain" });
+      res.end(ready ? "ready\n" : "not ready\n");
+      return true;
+    },
+  ];
+
+  const server = await listen({
+    host: config.host,
+    port: config.port,
+    rpc,
+    routes: httpRoutes,
+    corsAllowedOrigins: config.corsAllowedOrigins,
+    tls: config.tlsCertFile && config.tlsKeyFile ? { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile } : undefined,
+  });
+  const url = `${config.tlsCertFile ? "https" : "http"}://${config.host.includes(":") ? `[${config.host}]` : config.host}:${server.port}`;
+  log.info({ url }, "listening");
+
+  let closing: Promise<void> | undefined;
+  return {
+    port: server.port,
+    url,
+    orm,
+    log,
+    close() {
+      closing ??= (async () => {
+        await server.stopAccepting();
+        await new Promise((r) => setTimeout(r, Math.min(config.shutdownGraceMs, 200)));
+        shutdown.abort();
+        server.destroyConnections();
+        await orm.close(true);
+        await embedded?.stop();
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,20 @@
+/**
+ * Values interceptors hand to handlers through Connect's context values.
+ */
+import { createContextKey } from "@connectrpc/connect";
+
+/** The authenticated caller of a call, as read from a verified access token. */
+export interface Caller {
+  readonly userId: string;
+  readonly admin: boolean;
+  /** Token id (`jti`). */
+  readonly tokenId: string;
+  /** Token issue time, in milliseconds. */
+  readonly issuedAtMs: number;
+}
+
+/** The caller; undefined on public methods. */
+export const kCaller = createContextKey<Caller | undefined>(undefined, { description: "caller" });
+
+/** The request id (from `x-request-id`, or generated), also echoed in the response header. */
+export const kRequestId = createContextKey<string>("", { description: "request id" });

@@ -1,0 +1,57 @@
+/**
+ * The one place where errors become wire errors. ServiceError maps through the table in src/errors.ts; a
+ * database that cannot be reached becomes UNAVAILABLE; Connect's own errors keep their code and gain an
+ * ErrorInfo; anything else is logged (name and SQLSTATE only, never the message, which can hold SQL) and
+ * answered INTERNAL without details.
+ */
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import { isDatabaseUnavailable } from "../db/errors.ts";
+import { connectErrorFor, ERROR_DOMAIN, ServiceError, toConnectError } from "../errors.ts";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+
+/** The contract's name for a status code (`UNAVAILABLE`, `DEADLINE_EXCEEDED`, ...). */
+export function codeName(code: Code): string {
+  return Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
+}
+
+/** Maps any thrown value to the ConnectError the caller sees. */
+export function toWireError(err: unknown, log: Logger, method: string): ConnectError {
+  if (err instanceof ServiceError) return toConnectError(err);
+  if (err instanceof ConnectError) {
+    if (err.findDetails(ErrorInfoSchema).some((d) => d.domain === ERROR_DOMAIN)) return err;
+    const withInfo = connectErrorFor(codeName(err.code), err.code, err.rawMessage, { metadata: {} });
+    withInfo.details.push(...err.details);
+    return withInfo;
+  }
+  if (isDatabaseUnavailable(err)) {
+    return connectErrorFor("UNAVAILABLE", Code.Unavailable, "the database is unavailable; retry later");
+  }
+  const e = err as { name?: string; code?: string } | undefined;
+  log.error({ method, errorName: e?.name ?? typeof err, sqlState: typeof e?.code === "string" ? e.code : undefined }, "unexpected error");
+  return connectErrorFor("INTERNAL", Code.Internal, "internal error");
+}
+
+/** The interceptor; it also maps errors raised while a server stream is being read. */
+export function createErrorsInterceptor(opts: { log: Logger }): Interceptor {
+  return (next) => async (req) => {
+    const method = `${req.service.typeName}/${req.method.name}`;
+    try {
+      const res = await next(req);
+      if (!res.stream) return res;
+      const inner = res.message;
+      return {
+        ...res,
+        message: (async function* () {
+          try {
+            yield* inner;
+          } catch (err) {
+            throw toWireError(err, opts.log, method);
+          }
+        })(),
+      };
+    } catch (err) {
+      throw toWireError(err, opts.log, method);
+    }
+  };
+}

@@ -1,0 +1,67 @@
+/**
+ * One structured JSON line per call: method, protocol, code, duration, user id, request id. Never the
+ * request or response messages, so passwords and tokens cannot reach the log.
+ */
+import { randomUUID } from "node:crypto";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import { kCaller, kRequestId } from "./context.ts";
+import { codeName } from "./errors.ts";
+
+/** The protocol of a call, from its content type. */
+export function protocolOf(contentType: string | null): "grpc" | "grpc-web" | "connect" {
+  if (contentType?.startsWith("application/grpc-web")) return "grpc-web";
+  if (contentType?.startsWith("application/grpc")) return "grpc";
+  return "connect";
+}
+
+const safeRequestId = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** The interceptor; `onCall` lets metrics observe the same facts. */
+export function createLoggingInterceptor(opts: { log: Logger }): Interceptor {
+  return (next) => async (req) => {
+    const started = performance.now();
+    const incoming = req.header.get("x-request-id");
+    const requestId = incoming && safeRequestId.test(incoming) ? incoming : randomUUID();
+    req.contextValues.set(kRequestId, requestId);
+    const finish = (err: unknown) => {
+      const code = err === undefined ? "OK" : codeName(ConnectError.from(err).code);
+      const line = {
+        method: `${req.service.typeName}/${req.method.name}`,
+        protocol: protocolOf(req.header.get("content-type")),
+        code,
+        durationMs: Math.round((performance.now() - started) * 100) / 100,
+        userId: req.contextValues.get(kCaller)?.userId,
+        requestId,
+      };
+      if (err !== undefined && ConnectError.from(err).code === Code.Internal) opts.log.error(line, "rpc");
+      else opts.log.info(line, "rpc");
+    };
+    try {
+      const res = await next(req);
+      res.header.set("x-request-id", requestId);
+      if (!res.stream) {
+        finish(undefined);
+        return res;
+      }
+      const inner = res.message;
+      return {
+        ...res,
+        message: (async function* () {
+          let failure: unknown;
+          try {
+            yield* inner;
+          } catch (err) {
+            failure = err;
+            throw err;
+          } finally {
+            finish(failure);
+          }
+        })(),
+      };
+    } catch (err) {
+      finish(err);
+      throw err;
+    }
+  };
+}

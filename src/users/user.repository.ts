@@ -1,0 +1,144 @@
+/**
+ * The domain queries on users. Every method forks its own EntityManager, so calls never share an identity
+ * map. Writes that must not race lock the row (`FOR UPDATE`) inside a transaction.
+ */
+import { randomUUID } from "node:crypto";
+import { LockMode, raw, UniqueConstraintViolationException } from "@mikro-orm/core";
+import type { EntityManager } from "@mikro-orm/postgresql";
+import type { Orm } from "../db/orm.ts";
+import { ServiceError } from "../errors.ts";
+import { RefreshTokenEntity } from "../auth/refresh-token.entity.ts";
+import { type StoredRole, UserEntity, type UserRow } from "./user.entity.ts";
+
+/** Fields of a new user. */
+export interface NewUser {
+  email: string;
+  displayName: string;
+  role: StoredRole;
+  labels: Record<string, string>;
+  passwordHash: string | null;
+}
+
+const emailTaken = () => new ServiceError("EMAIL_TAKEN", "a user with this email already exists");
+const notFound = (id: string) => new ServiceError("USER_NOT_FOUND", `user ${id} not found`);
+
+async function translateUnique<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    if (err instanceof UniqueConstraintViolationException) throw emailTaken();
+    throw err;
+  }
+}
+
+/** Builds the repository over an ORM. */
+export function createUserRepository(orm: Orm) {
+  const fork = (): EntityManager => orm.em.fork() as EntityManager;
+
+  async function lockForWrite(em: EntityManager, id: string): Promise<UserRow> {
+    const row = await em.findOne(UserEntity, { id }, { lockMode: LockMode.PESSIMISTIC_WRITE });
+    if (!row) throw notFound(id);
+    return row;
+  }
+
+  return {
+    /** A user by id (deleted ones included), or null. */
+    async findById(id: string): Promise<UserRow | null> {
+      return fork().findOne(UserEntity, { id });
+    },
+
+    /** Users by ids, in no particular order; missing ids are simply absent. */
+    async findByIds(ids: readonly string[]): Promise<UserRow[]> {
+      return fork().find(UserEntity, { id: { $in: [...new Set(ids)] } });
+    },
+
+    /** The user that is not deleted with this email (any case), with its password hash loaded. */
+    async findLiveByEmailWithHash(email: string): Promise<UserRow | null> {
+      return fork().findOne(
+        UserEntity,
+        { deleteTime: null, [raw("lower(email)")]: email.toLowerCase() },
+        { populate: ["passwordHash"] },
+      );
+    },
+
+    /** True when at least one admin that is not deleted exists. */
+    async hasAdmin(): Promise<boolean> {
+      return (await fork().count(UserEntity, { role: "admin", deleteTime: null })) > 0;
+    },
+
+    /**
+     * Creates a user. With `idempotency`, a second call with the same caller and request id returns the
+     * user the first one created (even while the first is still committing) and creates nothing.
+     */
+    async create(input: NewUser, idempotency?: { callerId: string; requestId: string }): Promise<UserRow> {
+      return translateUnique(() =>
+        fork().transactional(async (em) => {
+          const id = randomUUID();
+          if (idempotency) {
+            // Claim the key first: a concurrent retry blocks on it until this transaction ends, then finds it.
+            const claimed = await em.execute<{ user_id: string }[]>(
+              `insert into idempotency_keys (caller_id, request_id, user_id) values (?, ?, ?)
+               on conflict do nothing returning user_id`,
+              [idempotency.callerId, idempotency.requestId, id],
+            );
+            if (claimed.length === 0) {
+              const prior = await em.execute<{ user_id: string }[]>(
+                "select user_id from idempotency_keys where caller_id = ? and request_id = ?",
+                [idempotency.callerId, idempotency.requestId],
+              );
+              const existing = prior[0] ? await em.findOne(UserEntity, { id: prior[0].user_id }) : null;
+              if (existing) return existing;
+            }
+          }
+          const now = new Date();
+          const row = em.create(UserEntity, {
+            id,
+            email: input.email,
+            displayName: input.displayName,
+            role: input.role,
+            state: "active",
+            labels: input.labels,
+            passwordHash: input.passwordHash,
+            version: 1,
+            createTime: now,
+            updateTime: now,
+            deleteTime: null,
+            tokensValidAfter: null,
+          });
+          await em.flush();
+          return row;
+        }),
+      );
+    },
+
+    /**
+     * Applies `change` to the locked row and bumps its version. `expectedEtag` (from the caller) must match
+     * the row's current one, checked under the lock so that of two concurrent writers with the same etag
+     * exactly one wins.
+     */
+    async update(
+      id: string,
+      change: (row: UserRow, now: Date) => void,
+      check: (row: UserRow) => void,
+    ): Promise<UserRow> {
+      return translateUnique(() =>
+        fork().transactional(async (em) => {
+          const row = await lockForWrite(em, id);
+          check(row);
+          const now = new Date();
+          change(row, now);
+          row.version += 1;
+          row.updateTime = now;
+          if (row.state === "deleted" || row.state === "suspended") {
+            await em.nativeUpdate(RefreshTokenEntity, { userId: id, revokeTime: null }, { revokeTime: now });
+          }
+          await em.flush();
+          return row;
+        }),
+      );
+    },
+  };
+}
+
+/** The user repository. */
+export type UserRepository = ReturnType<typeof createUserRepository>;
