@@ -4,7 +4,7 @@
  * a restart finds the same database.
  */
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { userInfo } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -62,6 +62,8 @@ export async function startEmbeddedPostgres(dataDir: string, log: (line: string)
   const root = resolve(dataDir);
   mkdirSync(root, { recursive: true });
   assertReachableByPostgresUser(root);
+  // The data directory's own folder must be enterable by "postgres" too (its secrets files stay 0600).
+  if (userInfo().uid === 0) chmodSync(root, statSync(root).mode | 0o001);
   const databaseDir = join(root, "postgres");
   const passwordFile = join(root, "postgres.password");
   if (!existsSync(passwordFile)) writeFileSync(passwordFile, randomBytes(18).toString("base64url"), { mode: 0o600 });
