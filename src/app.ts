@@ -12,10 +12,14 @@ import { AuthService } from "../gen/auth/v1/auth_service_pb.js";
 import { UserService } from "../gen/user/v1/user_service_pb.js";
 import { createAuthService } from "./auth/auth.service.ts";
 import { createSessionRepository } from "./auth/session.repository.ts";
+import { createCallerVerifier } from "./auth/caller-verifier.ts";
 import { createAccessTokens } from "./auth/tokens.ts";
+import { createUserStatusCache } from "./auth/user-status-cache.ts";
+import { createChangeFeed } from "./changes/change-feed.ts";
 import type { Config } from "./config.ts";
 import { startEmbeddedPostgres } from "./db/embedded-postgres.ts";
 import { createOrm, migrate, migrationsApplied, type Orm } from "./db/orm.ts";
+import { createPgPool } from "./db/pool.ts";
 import { createAuthInterceptor } from "./interceptors/auth.ts";
 import { createErrorsInterceptor } from "./interceptors/errors.ts";
 import { createLoggingInterceptor } from "./interceptors/logging.ts";
@@ -78,7 +82,17 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     throw err;
   }
 
-  const users = createUserRepository(orm);
+  const pool = createPgPool(databaseUrl, config.dbPoolMax);
+  const feed = createChangeFeed({ url: databaseUrl, log });
+  await feed.start();
+  const statuses = createUserStatusCache(pool);
+  feed.subscribe((events) => statuses.apply(events));
+  const users = createUserRepository(orm, {
+    onWrite: (row) => {
+      statuses.forget(row.id);
+      void feed.poke();
+    },
+  });
   const sessions = createSessionRepository(orm, config.refreshTokenTtlMs);
   const accessTokens = createAccessTokens({
     secret: jwtSecretFor(config),
@@ -103,7 +117,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     interceptors: [
       createLoggingInterceptor({ log }),
       createErrorsInterceptor({ log }),
-      createAuthInterceptor({ verify: (t) => accessTokens.verify(t) }),
+      createAuthInterceptor({ verify: createCallerVerifier({ accessTokens, statuses }) }),
       createValidationInterceptor(),
     ],
     readMaxBytes: config.maxMessageBytes,
@@ -157,6 +171,8 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
         await new Promise((r) => setTimeout(r, Math.min(config.shutdownGraceMs, 200)));
         shutdown.abort();
         server.destroyConnections();
+        await feed.close();
+        await pool.end();
         await orm.close(true);
         await embedded?.stop();
       })();

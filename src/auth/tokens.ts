@@ -5,7 +5,6 @@
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import jwt from "jsonwebtoken";
 import { ServiceError } from "../errors.ts";
-import type { Caller } from "../interceptors/context.ts";
 
 /** What signing and verifying need. */
 export interface TokenOptions {
@@ -13,6 +12,16 @@ export interface TokenOptions {
   issuer: string;
   audience: string;
   accessTokenTtlMs: number;
+}
+
+/** The verified claims of an access token. */
+export interface TokenClaims {
+  userId: string;
+  admin: boolean;
+  tokenId: string;
+  /** Issue time in milliseconds (the private `iat_ms` claim: `iat` has only seconds, and revocation needs better). */
+  issuedAtMs: number;
+  expiresAtMs: number;
 }
 
 /** An issued access token. */
@@ -30,13 +39,13 @@ export function createAccessTokens(opts: TokenOptions) {
       const iat = Math.floor(now / 1000);
       const exp = Math.floor((now + opts.accessTokenTtlMs) / 1000);
       const token = jwt.sign(
-        { sub: userId, role: admin ? "ROLE_ADMIN" : "ROLE_USER", iat, exp, jti: randomUUID() },
+        { sub: userId, role: admin ? "ROLE_ADMIN" : "ROLE_USER", iat, exp, jti: randomUUID(), iat_ms: now },
         opts.secret,
         { algorithm: "HS256", issuer: opts.issuer, audience: opts.audience },
       );
       return { token, expiresAt: new Date(exp * 1000) };
     },
-    verify(token: string): Caller {
+    verify(token: string): TokenClaims {
       let payload: jwt.JwtPayload | string;
       try {
         payload = jwt.verify(token, opts.secret, {
@@ -57,7 +66,14 @@ export function createAccessTokens(opts: TokenOptions) {
       ) {
         throw unauthenticated();
       }
-      return { userId: payload.sub, admin: payload.role === "ROLE_ADMIN", tokenId: payload.jti, issuedAtMs: payload.iat * 1000 };
+      const iatMs = typeof payload.iat_ms === "number" && Math.floor(payload.iat_ms / 1000) === payload.iat ? payload.iat_ms : payload.iat * 1000;
+      return {
+        userId: payload.sub,
+        admin: payload.role === "ROLE_ADMIN",
+        tokenId: payload.jti,
+        issuedAtMs: iatMs,
+        expiresAtMs: payload.exp * 1000,
+      };
     },
   };
 }

@@ -7,11 +7,15 @@ import { MikroORM } from "@mikro-orm/postgresql";
 import { RefreshTokenEntity } from "../auth/refresh-token.entity.ts";
 import { UserEntity } from "../users/user.entity.ts";
 import { Migration20261122000000 } from "./migrations/Migration20261122000000.ts";
+import { Migration20261122000100 } from "./migrations/Migration20261122000100.ts";
 
 /** The ORM type used across the service. */
 export type Orm = MikroORM;
 
-const migrations = [{ name: "Migration20261122000000", class: Migration20261122000000 }];
+const migrations = [
+  { name: "Migration20261122000000", class: Migration20261122000000 },
+  { name: "Migration20261122000100", class: Migration20261122000100 },
+];
 
 /** Connects to PostgreSQL; does not migrate (see `migrate`). */
 export async function createOrm(url: string, poolMax: number): Promise<Orm> {

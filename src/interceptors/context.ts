@@ -11,6 +11,8 @@ export interface Caller {
   readonly tokenId: string;
   /** Token issue time, in milliseconds. */
   readonly issuedAtMs: number;
+  /** Token expiry, in milliseconds: streams end with UNAUTHENTICATED then. */
+  readonly expiresAtMs: number;
 }
 
 /** The caller; undefined on public methods. */

@@ -6,8 +6,9 @@ import { randomUUID } from "node:crypto";
 import { LockMode, raw, UniqueConstraintViolationException } from "@mikro-orm/core";
 import type { EntityManager } from "@mikro-orm/postgresql";
 import type { Orm } from "../db/orm.ts";
-import { ServiceError } from "../errors.ts";
 import { RefreshTokenEntity } from "../auth/refresh-token.entity.ts";
+import { appendChange, type ChangeType } from "../changes/change-log.ts";
+import { ServiceError } from "../errors.ts";
 import { type StoredRole, UserEntity, type UserRow } from "./user.entity.ts";
 
 /** Fields of a new user. */
@@ -31,9 +32,13 @@ async function translateUnique<T>(work: () => Promise<T>): Promise<T> {
   }
 }
 
-/** Builds the repository over an ORM. */
-export function createUserRepository(orm: Orm) {
+/** Builds the repository over an ORM. `onWrite` hears of every committed write (to refresh caches). */
+export function createUserRepository(orm: Orm, opts: { onWrite?: (row: UserRow) => void } = {}) {
   const fork = (): EntityManager => orm.em.fork() as EntityManager;
+  const written = (row: UserRow): UserRow => {
+    opts.onWrite?.(row);
+    return row;
+  };
 
   async function lockForWrite(em: EntityManager, id: string): Promise<UserRow> {
     const row = await em.findOne(UserEntity, { id }, { lockMode: LockMode.PESSIMISTIC_WRITE });
@@ -71,8 +76,8 @@ export function createUserRepository(orm: Orm) {
      * user the first one created (even while the first is still committing) and creates nothing.
      */
     async create(input: NewUser, idempotency?: { callerId: string; requestId: string }): Promise<UserRow> {
-      return translateUnique(() =>
-        fork().transactional(async (em) => {
+      return translateUnique(async () =>
+        written(await fork().transactional(async (em) => {
           const id = randomUUID();
           if (idempotency) {
             // Claim the key first: a concurrent retry blocks on it until this transaction ends, then finds it.
@@ -106,8 +111,9 @@ export function createUserRepository(orm: Orm) {
             tokensValidAfter: null,
           });
           await em.flush();
+          await appendChange(em, { type: "created", row });
           return row;
-        }),
+        })),
       );
     },
 
@@ -118,23 +124,27 @@ export function createUserRepository(orm: Orm) {
      */
     async update(
       id: string,
+      type: ChangeType,
       change: (row: UserRow, now: Date) => void,
       check: (row: UserRow) => void,
     ): Promise<UserRow> {
-      return translateUnique(() =>
-        fork().transactional(async (em) => {
+      return translateUnique(async () =>
+        written(await fork().transactional(async (em) => {
           const row = await lockForWrite(em, id);
           check(row);
+          const revokedBefore = row.tokensValidAfter?.getTime();
           const now = new Date();
           change(row, now);
           row.version += 1;
           row.updateTime = now;
-          if (row.state === "deleted" || row.state === "suspended") {
+          const revoked = row.tokensValidAfter != null && row.tokensValidAfter.getTime() !== revokedBefore;
+          if (revoked) {
             await em.nativeUpdate(RefreshTokenEntity, { userId: id, revokeTime: null }, { revokeTime: now });
           }
           await em.flush();
+          await appendChange(em, { type, row, revokeBefore: revoked ? (row.tokensValidAfter ?? null) : null });
           return row;
-        }),
+        })),
       );
     },
   };

@@ -113,6 +113,7 @@ export function createUserService(deps: { users: UserRepository }): Partial<Serv
       requiredForUpdate(u, paths);
       const row = await users.update(
         u.id,
+        "updated",
         (row, now) => {
           if (paths.includes("email")) row.email = u.email;
           if (paths.includes("display_name")) row.displayName = u.displayName;
@@ -135,6 +136,7 @@ export function createUserService(deps: { users: UserRepository }): Partial<Serv
     async deleteUser(req) {
       const row = await users.update(
         req.userId,
+        "deleted",
         (row, now) => {
           row.state = "deleted";
           row.deleteTime = now;
@@ -154,6 +156,7 @@ export function createUserService(deps: { users: UserRepository }): Partial<Serv
       if (existing.state !== "deleted") return { user: toProtoUser(existing) };
       const row = await users.update(
         req.userId,
+        "undeleted",
         (row) => {
           if (row.state !== "deleted") return;
           row.state = "active";

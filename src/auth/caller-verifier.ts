@@ -1,0 +1,35 @@
+/**
+ * Turns a bearer token into the Caller of a call: JWT verification (cached per token until it expires,
+ * because HMAC and JSON parsing are the bulk of an auth check) and the user's current status from the
+ * in-memory cache (so a suspended, deleted or re-passworded user's tokens stop working, and a demoted
+ * admin's token no longer grants admin). No database query on the hot path.
+ */
+import { ServiceError } from "../errors.ts";
+import type { Caller } from "../interceptors/context.ts";
+import type { AccessTokens, TokenClaims } from "./tokens.ts";
+import type { UserStatusCache } from "./user-status-cache.ts";
+
+const unauthenticated = (why: string) => new ServiceError("UNAUTHENTICATED", why);
+
+/** Builds the verifier used by the auth interceptor. */
+export function createCallerVerifier(deps: { accessTokens: AccessTokens; statuses: UserStatusCache; cacheSize?: number }) {
+  const max = deps.cacheSize ?? 10_000;
+  const verified = new Map<string, TokenClaims>();
+  return async (token: string): Promise<Caller> => {
+    let claims = verified.get(token);
+    if (claims && claims.expiresAtMs <= Date.now()) {
+      verified.delete(token);
+      claims = undefined;
+    }
+    if (!claims) {
+      claims = deps.accessTokens.verify(token);
+      if (verified.size >= max) verified.delete(verified.keys().next().value as string);
+      verified.set(token, claims);
+    }
+    const status = await deps.statuses.get(claims.userId);
+    if (!status || status.state !== "active" || claims.issuedAtMs < status.tokensValidAfterMs) {
+      throw unauthenticated("the access token has been revoked");
+    }
+    return { ...claims, admin: status.role === "admin" };
+  };
+}
