@@ -13,6 +13,7 @@ import { UserService } from "../gen/user/v1/user_service_pb.js";
 import { createAuthService } from "./auth/auth.service.ts";
 import { createSessionRepository } from "./auth/session.repository.ts";
 import { createCallerVerifier } from "./auth/caller-verifier.ts";
+import { createLoginLockout } from "./auth/lockout.ts";
 import { createAccessTokens } from "./auth/tokens.ts";
 import { createUserStatusCache } from "./auth/user-status-cache.ts";
 import { createChangeFeed } from "./changes/change-feed.ts";
@@ -23,6 +24,7 @@ import { createPgPool } from "./db/pool.ts";
 import { createAuthInterceptor } from "./interceptors/auth.ts";
 import { createErrorsInterceptor } from "./interceptors/errors.ts";
 import { createLoggingInterceptor } from "./interceptors/logging.ts";
+import { createRateLimitInterceptor } from "./interceptors/rate-limit.ts";
 import { createValidationInterceptor } from "./interceptors/validation.ts";
 import { createLogger } from "./logger.ts";
 import { type HttpRoute, listen } from "./server.ts";
@@ -111,12 +113,20 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
   const shutdown = new AbortController();
   const routes = (router: ConnectRouter) => {
     router.service(UserService, createUserService({ users }));
-    router.service(AuthService, createAuthService({ users, sessions, accessTokens }));
+    router.service(
+      AuthService,
+      createAuthService({ users, sessions, accessTokens, lockout: createLoginLockout(pool), allowSignup: config.allowSignup }),
+    );
   };
   const rpc = createRpcHandler(routes, {
     interceptors: [
       createLoggingInterceptor({ log }),
       createErrorsInterceptor({ log }),
+      createRateLimitInterceptor({
+        ratePerSecond: config.rateLimitPerSecond,
+        burst: config.rateLimitBurst,
+        trustProxy: config.trustProxy,
+      }),
       createAuthInterceptor({ verify: createCallerVerifier({ accessTokens, statuses }) }),
       createValidationInterceptor(),
     ],

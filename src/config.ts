@@ -37,6 +37,9 @@ export interface Config {
   readonly tlsKeyFile: string | undefined;
   readonly logLevel: "debug" | "info" | "warn" | "error" | "silent";
   readonly dbPoolMax: number;
+  readonly rateLimitPerSecond: number;
+  readonly rateLimitBurst: number;
+  readonly trustProxy: boolean;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -144,5 +147,8 @@ export function loadConfig(env: Env): Config {
     tlsKeyFile,
     logLevel,
     dbPoolMax: int(env, "DB_POOL_MAX", 10, 1, 1000),
+    rateLimitPerSecond: int(env, "RATE_LIMIT_PER_SECOND", 10, 1, 1_000_000),
+    rateLimitBurst: int(env, "RATE_LIMIT_BURST", 30, 1, 1_000_000),
+    trustProxy: bool(env, "TRUST_PROXY", false),
   });
 }

@@ -1,32 +1,38 @@
 /**
- * auth.v1.AuthService handlers: Login and GetCurrentUser. Wrong email and wrong password get the same
- * answer after the same work (an unknown email is verified against a dummy hash).
+ * auth.v1.AuthService handlers. Wrong email and wrong password get the same answer after the same work
+ * (an unknown email is verified against a dummy hash and counted by the lockout like any other).
  */
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import type { ServiceImpl } from "@connectrpc/connect";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { AuthService, type Tokens, TokensSchema } from "../../gen/auth/v1/auth_service_pb.js";
 import { ServiceError } from "../errors.ts";
 import { kCaller } from "../interceptors/context.ts";
 import type { UserRow } from "../users/user.entity.ts";
 import { toProtoUser } from "../users/user.mapper.ts";
 import type { UserRepository } from "../users/user.repository.ts";
-import { verifyAgainstDummy, verifyPassword } from "./passwords.ts";
+import type { LoginLockout } from "./lockout.ts";
+import { hashPassword, verifyAgainstDummy, verifyPassword } from "./passwords.ts";
 import type { SessionRepository } from "./session.repository.ts";
 import type { AccessTokens } from "./tokens.ts";
 
 const invalidCredentials = () => new ServiceError("INVALID_CREDENTIALS", "wrong email or password");
+const badRefreshToken = () => new ServiceError("UNAUTHENTICATED", "invalid, expired or revoked refresh token");
 
-/** Builds the service implementation. */
-export function createAuthService(deps: {
+/** What the service needs. */
+export interface AuthServiceDeps {
   users: UserRepository;
   sessions: SessionRepository;
   accessTokens: AccessTokens;
-}): Partial<ServiceImpl<typeof AuthService>> {
-  const { users, sessions, accessTokens } = deps;
+  lockout: LoginLockout;
+  allowSignup: boolean;
+}
 
-  async function tokensFor(user: UserRow): Promise<Tokens> {
-    const refreshToken = await sessions.start(user.id);
+/** Builds the service implementation. */
+export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof AuthService> {
+  const { users, sessions, accessTokens, lockout } = deps;
+
+  function tokens(user: { id: string; role: UserRow["role"] }, refreshToken: string): Tokens {
     const access = accessTokens.issue(user.id, user.role === "admin");
     return create(TokensSchema, {
       accessToken: access.token,
@@ -36,23 +42,76 @@ export function createAuthService(deps: {
     });
   }
 
+  async function currentUser(ctx: HandlerContext): Promise<UserRow> {
+    const caller = ctx.values.get(kCaller);
+    const user = caller ? await users.findByIdWithHash(caller.userId) : null;
+    if (!user || user.state !== "active") throw new ServiceError("UNAUTHENTICATED", "the token's user is not active");
+    return user;
+  }
+
   return {
+    async signUp(req) {
+      if (!deps.allowSignup) throw new ServiceError("SIGNUP_DISABLED", "sign-up is disabled on this service");
+      const user = await users.create({
+        email: req.email,
+        displayName: req.displayName,
+        role: "user",
+        labels: {},
+        passwordHash: await hashPassword(req.password),
+      });
+      return { user: toProtoUser(user), tokens: tokens(user, await sessions.start(user.id)) };
+    },
+
     async login(req) {
+      await lockout.reserve(req.email);
       const user = await users.findLiveByEmailWithHash(req.email);
-      if (!user?.passwordHash) {
-        await verifyAgainstDummy(req.password);
+      const ok = user?.passwordHash ? await verifyPassword(user.passwordHash, req.password) : await verifyAgainstDummy(req.password);
+      if (!user || !ok) {
+        await lockout.failed(req.email);
         throw invalidCredentials();
       }
-      if (!(await verifyPassword(user.passwordHash, req.password))) throw invalidCredentials();
+      await lockout.succeeded(req.email);
       if (user.state !== "active") throw new ServiceError("PERMISSION_DENIED", "this account is suspended");
-      return { user: toProtoUser(user), tokens: await tokensFor(user) };
+      return { user: toProtoUser(user), tokens: tokens(user, await sessions.start(user.id)) };
+    },
+
+    async refreshToken(req) {
+      const rotation = await sessions.rotate(req.refreshToken, async (id) => (await users.findById(id))?.state === "active");
+      if (!rotation.ok) throw badRefreshToken();
+      const user = await users.findById(rotation.userId);
+      if (!user) throw badRefreshToken();
+      return { tokens: tokens(user, rotation.refreshToken) };
+    },
+
+    async logout(req) {
+      await sessions.revokeFamilyOf(req.refreshToken);
+      return {};
     },
 
     async getCurrentUser(_req, ctx) {
-      const caller = ctx.values.get(kCaller);
-      const user = caller ? await users.findById(caller.userId) : null;
-      if (!user || user.state === "deleted") throw new ServiceError("UNAUTHENTICATED", "the token's user no longer exists");
-      return { user: toProtoUser(user) };
+      return { user: toProtoUser(await currentUser(ctx)) };
+    },
+
+    async changePassword(req, ctx) {
+      const user = await currentUser(ctx);
+      await lockout.reserve(user.email);
+      if (!user.passwordHash || !(await verifyPassword(user.passwordHash, req.currentPassword))) {
+        await lockout.failed(user.email);
+        throw invalidCredentials();
+      }
+      await lockout.succeeded(user.email);
+      const hash = await hashPassword(req.newPassword);
+      // Revokes every refresh token and every access token issued before now (see users.update).
+      const updated = await users.update(
+        user.id,
+        "updated",
+        (row, now) => {
+          row.passwordHash = hash;
+          row.tokensValidAfter = now;
+        },
+        () => {},
+      );
+      return { tokens: tokens(updated, await sessions.start(updated.id)) };
     },
   };
 }

@@ -8,6 +8,7 @@ import { RefreshTokenEntity } from "../auth/refresh-token.entity.ts";
 import { UserEntity } from "../users/user.entity.ts";
 import { Migration20261122000000 } from "./migrations/Migration20261122000000.ts";
 import { Migration20261122000100 } from "./migrations/Migration20261122000100.ts";
+import { Migration20261122000200 } from "./migrations/Migration20261122000200.ts";
 
 /** The ORM type used across the service. */
 export type Orm = MikroORM;
@@ -15,6 +16,7 @@ export type Orm = MikroORM;
 const migrations = [
   { name: "Migration20261122000000", class: Migration20261122000000 },
   { name: "Migration20261122000100", class: Migration20261122000100 },
+  { name: "Migration20261122000200", class: Migration20261122000200 },
 ];
 
 /** Connects to PostgreSQL; does not migrate (see `migrate`). */

@@ -18,5 +18,8 @@ export interface Caller {
 /** The caller; undefined on public methods. */
 export const kCaller = createContextKey<Caller | undefined>(undefined, { description: "caller" });
 
+/** The address of the peer that sent the call (the TCP peer; see the rate limiter for proxies). */
+export const kClientAddress = createContextKey<string>("", { description: "client address" });
+
 /** The request id (from `x-request-id`, or generated), also echoed in the response header. */
 export const kRequestId = createContextKey<string>("", { description: "request id" });

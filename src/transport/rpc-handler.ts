@@ -6,7 +6,7 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
-import { type ConnectRouter, type ConnectRouterOptions, createConnectRouter } from "@connectrpc/connect";
+import { type ConnectRouter, type ConnectRouterOptions, createConnectRouter, createContextValues } from "@connectrpc/connect";
 import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import {
   compressionBrotli,
@@ -14,6 +14,7 @@ import {
   universalRequestFromNodeRequest,
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
+import { kClientAddress } from "../interceptors/context.ts";
 import { normaliseEdgeErrors } from "./edge-errors.ts";
 
 // HTTP/2 compat requests and responses are used through their HTTP/1.1-shaped API.
@@ -33,7 +34,8 @@ export function createRpcHandler(routes: (router: ConnectRouter) => void, option
     const path = (req.url ?? "").split("?", 1)[0];
     const handler = paths.get(path);
     if (!handler) return unimplemented(req, res, path);
-    const uReq = universalRequestFromNodeRequest(req, res as never, undefined, undefined);
+    const values = createContextValues().set(kClientAddress, req.socket?.remoteAddress ?? "");
+    const uReq = universalRequestFromNodeRequest(req, res as never, undefined, values);
     handler(uReq)
       .then((uRes) => universalResponseToNodeResponse(uRes, res as never))
       .catch(() => {

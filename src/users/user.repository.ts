@@ -66,6 +66,11 @@ export function createUserRepository(orm: Orm, opts: { onWrite?: (row: UserRow) 
       );
     },
 
+    /** A user by id with its password hash loaded, or null. */
+    async findByIdWithHash(id: string): Promise<UserRow | null> {
+      return fork().findOne(UserEntity, { id }, { populate: ["passwordHash"] });
+    },
+
     /** True when at least one admin that is not deleted exists. */
     async hasAdmin(): Promise<boolean> {
       return (await fork().count(UserEntity, { role: "admin", deleteTime: null })) > 0;
