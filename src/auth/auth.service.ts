@@ -12,9 +12,9 @@ import type { UserRow } from "../users/user.entity.ts";
 import { toProtoUser } from "../users/user.mapper.ts";
 import type { UserRepository } from "../users/user.repository.ts";
 import type { LoginLockout } from "./lockout.ts";
-import { hashPassword, verifyAgainstDummy, verifyPassword } from "./passwords.ts";
+import { hashPassword, needsRehash, verifyAgainstDummy, verifyPassword } from "./passwords.ts";
 import type { SessionRepository } from "./session.repository.ts";
-import type { AccessTokens } from "./tokens.ts";
+import { type AccessTokens, invalidToken } from "./tokens.ts";
 
 const invalidCredentials = () => new ServiceError("INVALID_CREDENTIALS", "wrong email or password");
 const badRefreshToken = () => new ServiceError("UNAUTHENTICATED", "invalid, expired or revoked refresh token");
@@ -45,7 +45,7 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
   async function currentUser(ctx: HandlerContext): Promise<UserRow> {
     const caller = ctx.values.get(kCaller);
     const user = caller ? await users.findByIdWithHash(caller.userId) : null;
-    if (!user || user.state !== "active") throw new ServiceError("UNAUTHENTICATED", "the token's user is not active");
+    if (!user || user.state !== "active") throw invalidToken();
     return user;
   }
 
@@ -71,6 +71,10 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
         throw invalidCredentials();
       }
       await lockout.succeeded(req.email);
+      if (user.passwordHash && needsRehash(user.passwordHash)) {
+        // An imported bcrypt hash: replace it with argon2id now that the password is known.
+        await users.replaceHash(user.id, user.passwordHash, await hashPassword(req.password));
+      }
       if (user.state !== "active") throw new ServiceError("PERMISSION_DENIED", "this account is suspended");
       return { user: toProtoUser(user), tokens: tokens(user, await sessions.start(user.id)) };
     },

@@ -4,6 +4,7 @@
  * NFKC-normalized first, so the same password typed on two keyboards verifies.
  */
 import { hash, verify } from "@node-rs/argon2";
+import { verify as verifyBcrypt } from "@node-rs/bcrypt";
 
 // algorithm 2 is Algorithm.Argon2id (a const enum, which erasable TypeScript cannot import).
 const params = { algorithm: 2, memoryCost: 19_456, timeCost: 2, parallelism: 1 } as const;
@@ -13,9 +14,23 @@ export function hashPassword(password: string): Promise<string> {
   return hash(password.normalize("NFKC"), params);
 }
 
-/** Checks a password against a stored PHC hash; false for a hash it cannot read. */
+const argon2idPhc = /^\$argon2id\$v=19\$m=\d{1,7},t=\d{1,4},p=\d{1,3}\$[A-Za-z0-9+/]{11,}\$[A-Za-z0-9+/]{16,}$/;
+const bcryptHash = /^\$2[aby]\$(0[4-9]|[12]\d|3[01])\$[./A-Za-z0-9]{53}$/;
+
+/** True for the hash formats ImportUsers accepts: argon2id PHC strings and bcrypt. */
+export function isAcceptedHash(phc: string): boolean {
+  return argon2idPhc.test(phc) || bcryptHash.test(phc);
+}
+
+/** True when a stored hash should be replaced by a fresh argon2id hash at the next successful login. */
+export function needsRehash(phc: string): boolean {
+  return bcryptHash.test(phc);
+}
+
+/** Checks a password against a stored hash (argon2id PHC, or bcrypt from an import); false for a hash it cannot read. */
 export async function verifyPassword(phc: string, password: string): Promise<boolean> {
   try {
+    if (bcryptHash.test(phc)) return await verifyBcrypt(password.normalize("NFKC"), phc);
     return await verify(phc, password.normalize("NFKC"));
   } catch {
     return false;

@@ -18,7 +18,7 @@ export type ChangeType = "created" | "updated" | "deleted" | "undeleted";
 export const CHANGE_CHANNEL = "user_changes";
 
 /** Advisory lock key serialising appends ("user" in ASCII). */
-const APPEND_LOCK = 0x75736572;
+export const APPEND_LOCK = 0x75736572;
 
 /** The user as recorded in the log: every field a watcher sees, never the password hash. */
 export interface UserSnapshot {

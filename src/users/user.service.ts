@@ -3,7 +3,9 @@
  * interceptor before a handler runs; field rules by the validation interceptor. What remains here is what
  * only the handler can know: required-on-create fields, update masks, etags and state transitions.
  */
+import type { Validator } from "@bufbuild/protovalidate";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type pg from "pg";
 import { Role, type User, UserState } from "../../gen/user/v1/user_pb.js";
 import { UserService } from "../../gen/user/v1/user_service_pb.js";
 import { hashPassword } from "../auth/passwords.ts";
@@ -11,6 +13,7 @@ import { type FieldViolation, invalidArgument, ServiceError } from "../errors.ts
 import { type Caller, kCaller } from "../interceptors/context.ts";
 import type { StoredState, UserRow } from "./user.entity.ts";
 import { etagOf, storedRole, toProtoUser } from "./user.mapper.ts";
+import { importUsers } from "./user-import.ts";
 import type { UserRepository } from "./user.repository.ts";
 
 const updatable = ["email", "display_name", "role", "labels", "state"] as const;
@@ -59,9 +62,17 @@ function requiredForUpdate(user: User, paths: readonly UpdatablePath[]): void {
 }
 
 /** Builds the service implementation over the user repository. */
-export function createUserService(deps: { users: UserRepository }): Partial<ServiceImpl<typeof UserService>> {
+export function createUserService(deps: {
+  users: UserRepository;
+  pool: pg.Pool;
+  validator: Validator;
+}): Partial<ServiceImpl<typeof UserService>> {
   const { users } = deps;
   return {
+    async importUsers(requests) {
+      return importUsers(requests, deps);
+    },
+
     async createUser(req, ctx) {
       const caller = callerOf(ctx);
       const u = req.user;

@@ -1,0 +1,83 @@
+/**
+ * Bulk insert for ImportUsers: one transaction per batch, one multi-row INSERT that skips emails already
+ * present (`on conflict ... do nothing` against the partial unique index, which also catches a duplicate
+ * earlier in the same batch), and the change-log rows of exactly the users created, appended under the
+ * same advisory lock as every other write (see src/changes/change-log.ts).
+ */
+import type pg from "pg";
+import { APPEND_LOCK, CHANGE_CHANNEL, type UserSnapshot } from "../changes/change-log.ts";
+import type { StoredRole } from "./user.entity.ts";
+
+/** One valid row, ready to insert. */
+export interface ImportRow {
+  id: string;
+  email: string;
+  displayName: string;
+  role: StoredRole;
+  labels: Record<string, string>;
+  passwordHash: string;
+}
+
+const insertUsers = `
+  insert into users (id, email, display_name, role, state, labels, password_hash, version, create_time, update_time)
+  select u.id, u.email, u.display_name, u.role, 'active', u.labels, u.password_hash, 1, $7, $7
+  from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[])
+    as u(id, email, display_name, role, labels, password_hash)
+  on conflict (lower(email)) where delete_time is null do nothing
+  returning id`;
+
+const insertChanges = `
+  with c as (
+    insert into user_changes (seq, user_id, type, snapshot)
+    select nextval('user_changes_seq'), s.id, 'created', s.snapshot
+    from unnest($1::uuid[], $2::jsonb[]) with ordinality as s(id, snapshot, n)
+    order by s.n
+    returning seq)
+  select pg_notify($3, max(seq)::text) from c`;
+
+/** Inserts a batch; returns the ids created (the others were skipped as already present). */
+export async function insertImportBatch(pool: pg.Pool, rows: readonly ImportRow[]): Promise<Set<string>> {
+  const client = await pool.connect();
+  try {
+    await client.query("begin");
+    const now = new Date();
+    const res = await client.query<{ id: string }>(insertUsers, [
+      rows.map((r) => r.id),
+      rows.map((r) => r.email),
+      rows.map((r) => r.displayName),
+      rows.map((r) => r.role),
+      rows.map((r) => JSON.stringify(r.labels)),
+      rows.map((r) => r.passwordHash),
+      now,
+    ]);
+    const created = new Set(res.rows.map((r) => r.id));
+    if (created.size > 0) {
+      const made = rows.filter((r) => created.has(r.id));
+      const time = now.toISOString();
+      const snapshots = made.map(
+        (r): UserSnapshot => ({
+          id: r.id,
+          email: r.email,
+          displayName: r.displayName,
+          role: r.role,
+          state: "active",
+          labels: r.labels,
+          version: 1,
+          createTime: time,
+          updateTime: time,
+          deleteTime: null,
+          tokensValidAfter: null,
+        }),
+      );
+      await client.query("select pg_advisory_xact_lock($1)", [APPEND_LOCK]);
+      await client.query(insertChanges, [made.map((r) => r.id), snapshots.map((s) => JSON.stringify(s)), CHANGE_CHANNEL]);
+    }
+    await client.query("commit");
+    return created;
+  } catch (err) {
+    await client.query("rollback").catch(() => {});
+    throw err;
+  } finally {
+    client.release();
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * ImportUsers: validates each row on its own (a bad row becomes a failure and never aborts the import),
+ * hashes plain passwords or keeps PHC hashes as given, and writes rows in batches of 500, each in its own
+ * transaction. The request stream is read one batch ahead at most, so memory stays flat however long the
+ * stream, and a slow database slows the client down (backpressure) rather than filling the heap.
+ */
+import { randomUUID } from "node:crypto";
+import type { Validator } from "@bufbuild/protovalidate";
+import type pg from "pg";
+import type { ImportFailure, ImportUsersRequest } from "../../gen/user/v1/user_service_pb.js";
+import { UserSchema } from "../../gen/user/v1/user_pb.js";
+import { hashPassword, isAcceptedHash } from "../auth/passwords.ts";
+import { toFieldViolations } from "../interceptors/validation.ts";
+import { type ImportRow, insertImportBatch } from "./import.repository.ts";
+import { storedRole } from "./user.mapper.ts";
+
+const BATCH = 500;
+
+type Pending = { row: ImportRow; password?: string };
+
+/** Why a row cannot be imported, or undefined when it can. */
+function problemOf(req: ImportUsersRequest, validator: Validator): string | undefined {
+  const u = req.user;
+  if (!u) return "user: is required";
+  if (!u.email) return "user.email: is required";
+  if (!u.displayName) return "user.display_name: is required";
+  const result = validator.validate(UserSchema, u);
+  if (result.kind === "invalid") {
+    return toFieldViolations(result.error.violations)
+      .map((v) => `user.${v.field}: ${v.description}`)
+      .join("; ");
+  }
+  if (result.kind === "error") return "user: could not be validated";
+  const c = req.credential;
+  if (c.case === "password") {
+    const n = [...c.value].length;
+    if (n < 8 || n > 128) return "password: must be 8 to 128 characters";
+  } else if (c.case === "passwordHash") {
+    if (!isAcceptedHash(c.value)) return "password_hash: must be an argon2id PHC string or a bcrypt hash";
+  } else {
+    return "password or password_hash: one is required";
+  }
+  return undefined;
+}
+
+/** Runs an import over a request stream; returns the counts and failures for the response. */
+export async function importUsers(
+  requests: AsyncIterable<ImportUsersRequest>,
+  deps: { pool: pg.Pool; validator: Validator },
+): Promise<{ createdCount: number; skippedCount: number; failures: Omit<ImportFailure, "$typeName">[] }> {
+  let createdCount = 0;
+  let skippedCount = 0;
+  const failures: Omit<ImportFailure, "$typeName">[] = [];
+  let batch: Pending[] = [];
+
+  const flush = async () => {
+    if (batch.length === 0) return;
+    const rows = await Promise.all(
+      batch.map(async (p) => (p.password === undefined ? p.row : { ...p.row, passwordHash: await hashPassword(p.password) })),
+    );
+    batch = [];
+    const created = await insertImportBatch(deps.pool, rows);
+    createdCount += created.size;
+    skippedCount += rows.length - created.size;
+  };
+
+  let index = 0;
+  for await (const req of requests) {
+    const i = index++;
+    const problem = problemOf(req, deps.validator);
+    if (problem) {
+      failures.push({ index: i, email: req.user?.email ?? "", reason: problem });
+      continue;
+    }
+    const u = req.user as NonNullable<ImportUsersRequest["user"]>;
+    const c = req.credential as { case: "password" | "passwordHash"; value: string };
+    batch.push({
+      row: {
+        id: randomUUID(),
+        email: u.email,
+        displayName: u.displayName,
+        role: storedRole(u.role) ?? "user",
+        labels: { ...u.labels },
+        passwordHash: c.case === "passwordHash" ? c.value : "",
+      },
+      password: c.case === "password" ? c.value : undefined,
+    });
+    if (batch.length >= BATCH) await flush();
+  }
+  await flush();
+  return { createdCount, skippedCount, failures };
+}
