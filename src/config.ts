@@ -2,6 +2,8 @@
  * The only reader of the environment. `loadConfig` turns an env map into a typed, frozen Config, or throws a
  * ConfigError naming the variable, so start-up can stop with one clear line instead of a stack trace.
  */
+import { createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
+import { readFileSync } from "node:fs";
 
 /** A configuration value that cannot be used; `variable` names the environment variable at fault. */
 export class ConfigError extends Error {
@@ -21,6 +23,10 @@ export interface Config {
   readonly databaseUrl: string | undefined;
   readonly dataDir: string;
   readonly jwtSecret: string | undefined;
+  /** JWT_PRIVATE_KEY_FILE: RSA (RS256) or EC P-256 (ES256) signing key; undefined means HS256 with the secret. */
+  readonly jwtPrivateKey: KeyObject | undefined;
+  /** JWT_PREVIOUS_PUBLIC_KEY_FILE: keys of earlier signing keys, whose tokens verify until they expire. */
+  readonly jwtPreviousPublicKeys: readonly KeyObject[];
   readonly jwtIssuer: string;
   readonly jwtAudience: string;
   readonly accessTokenTtlMs: number;
@@ -40,6 +46,7 @@ export interface Config {
   readonly rateLimitPerSecond: number;
   readonly rateLimitBurst: number;
   readonly trustProxy: boolean;
+  readonly grpcFastPath: boolean;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -88,6 +95,45 @@ function duration(env: Env, name: string, fallback: string): number {
   return parseDuration(name, str(env, name, fallback));
 }
 
+function readKeyFile(name: string, file: string): string {
+  try {
+    return readFileSync(file, "utf8");
+  } catch (err) {
+    throw new ConfigError(name, `cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? "unreadable"})`);
+  }
+}
+
+/** Why a key cannot sign this service's JWTs, or undefined when it can (RSA of 2048+ bits, EC P-256). */
+function unusableKey(key: KeyObject): string | undefined {
+  const d = key.asymmetricKeyDetails;
+  if (key.asymmetricKeyType === "rsa") {
+    return (d?.modulusLength ?? 0) < 2048 ? `is a ${d?.modulusLength}-bit RSA key; RS256 needs at least 2048 bits` : undefined;
+  }
+  if (key.asymmetricKeyType === "ec") return d?.namedCurve === "prime256v1" ? undefined : `is an EC key on ${d?.namedCurve}; ES256 needs P-256`;
+  return `is a ${key.asymmetricKeyType} key; use an RSA (RS256) or EC P-256 (ES256) key`;
+}
+
+/** The key in a PEM file, parsed and checked here so a bad file stops start-up with the variable's name. */
+function keyFile(env: Env, name: string, kind: "private" | "public"): KeyObject[] {
+  const file = optional(env, name);
+  if (file === undefined) return [];
+  const text = readKeyFile(name, file);
+  // A public-key file may hold several keys (every key still in rotation); a private key is one.
+  const blocks = kind === "private" ? [text] : (text.match(/-----BEGIN [A-Z0-9 ]+-----[\s\S]*?-----END [A-Z0-9 ]+-----/g) ?? []);
+  if (blocks.length === 0) throw new ConfigError(name, `${file} holds no PEM key`);
+  return blocks.map((pem) => {
+    let key: KeyObject;
+    try {
+      key = kind === "private" ? createPrivateKey(pem) : createPublicKey(pem);
+    } catch {
+      throw new ConfigError(name, `${file} is not an unencrypted PEM ${kind} key`);
+    }
+    const why = unusableKey(key);
+    if (why) throw new ConfigError(name, `${file} ${why}`);
+    return key;
+  });
+}
+
 const logLevels = ["debug", "info", "warn", "error", "silent"] as const;
 
 /** Validates the environment; throws ConfigError on the first bad value. */
@@ -97,8 +143,13 @@ export function loadConfig(env: Env): Config {
   if (jwtSecret !== undefined && Buffer.byteLength(jwtSecret) < 32) {
     throw new ConfigError("JWT_SECRET", "must be at least 32 bytes");
   }
-  if (jwtSecret === undefined && nodeEnv === "production") {
-    throw new ConfigError("JWT_SECRET", "is required when NODE_ENV=production");
+  const [jwtPrivateKey] = keyFile(env, "JWT_PRIVATE_KEY_FILE", "private");
+  const jwtPreviousPublicKeys = keyFile(env, "JWT_PREVIOUS_PUBLIC_KEY_FILE", "public");
+  if (jwtPreviousPublicKeys.length > 0 && jwtPrivateKey === undefined) {
+    throw new ConfigError("JWT_PREVIOUS_PUBLIC_KEY_FILE", "is only used with JWT_PRIVATE_KEY_FILE (the keys of a rotation)");
+  }
+  if (jwtSecret === undefined && jwtPrivateKey === undefined && nodeEnv === "production") {
+    throw new ConfigError("JWT_SECRET", "is required when NODE_ENV=production (or set JWT_PRIVATE_KEY_FILE)");
   }
   const databaseUrl = optional(env, "DATABASE_URL");
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
@@ -126,6 +177,8 @@ export function loadConfig(env: Env): Config {
     databaseUrl,
     dataDir: str(env, "DATA_DIR", ".data"),
     jwtSecret,
+    jwtPrivateKey,
+    jwtPreviousPublicKeys: Object.freeze(jwtPreviousPublicKeys),
     jwtIssuer: str(env, "JWT_ISSUER", "user-service"),
     jwtAudience: str(env, "JWT_AUDIENCE", "user-service"),
     accessTokenTtlMs: duration(env, "ACCESS_TOKEN_TTL", "15m"),
@@ -150,5 +203,6 @@ export function loadConfig(env: Env): Config {
     rateLimitPerSecond: int(env, "RATE_LIMIT_PER_SECOND", 10, 1, 1_000_000),
     rateLimitBurst: int(env, "RATE_LIMIT_BURST", 30, 1, 1_000_000),
     trustProxy: bool(env, "TRUST_PROXY", false),
+    grpcFastPath: bool(env, "GRPC_FAST_PATH", true),
   });
 }

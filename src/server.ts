@@ -1,14 +1,15 @@
 /**
  * The one listener that serves every protocol on one port: HTTP/1.1 and cleartext HTTP/2 (prior knowledge)
- * told apart by their first bytes (httpolyglot), and TLS with ALPN when a certificate is configured. It
- * routes RPCs to the Connect handler and answers the plain HTTP endpoints. No business logic here.
+ * told apart by their first bytes, and TLS with ALPN when a certificate is configured. Unary gRPC calls go
+ * to the fast path; every other request to the Connect adapter or the plain HTTP routes. No business
+ * logic here.
  */
 import { readFileSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Http2ServerRequest, Http2Session } from "node:http2";
+import type { Http2ServerRequest, Http2Session, IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
-import * as httpolyglot from "@httptoolkit/httpolyglot";
 import { createCors } from "./transport/cors.ts";
+import { createListener } from "./transport/listener.ts";
 import type { RpcHandler } from "./transport/rpc-handler.ts";
 
 // HTTP/2 compat requests and responses are used through their HTTP/1.1-shaped API.
@@ -23,6 +24,8 @@ export interface ServerOptions {
   host: string;
   port: number;
   rpc: RpcHandler;
+  /** Serves an HTTP/2 stream directly (the gRPC fast path); returns false to decline. */
+  h2Stream?: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => boolean;
   routes: readonly HttpRoute[];
   corsAllowedOrigins: readonly string[];
   tls?: { certFile: string; keyFile: string };
@@ -52,26 +55,34 @@ export async function listen(opts: ServerOptions): Promise<ListeningServer> {
       res.end();
     });
   };
-  const server = httpolyglot.createServer(
-    {
-      tls: opts.tls ? { key: readFileSync(opts.tls.keyFile), cert: readFileSync(opts.tls.certFile), ALPNProtocols: ["h2", "http/1.1"] } : undefined,
-      http2: { maxSessionMemory: 64 },
-    } as never,
-    handle as never,
-  );
+  const { net: server, h1, h2 } = createListener({
+    onRequest: handle,
+    tls: opts.tls ? { key: readFileSync(opts.tls.keyFile), cert: readFileSync(opts.tls.certFile) } : undefined,
+  });
+  if (opts.h2Stream) {
+    const fast = opts.h2Stream;
+    // Node's compatibility layer listens to "stream" and emits "request"; streams the fast path takes never reach it.
+    const compat = h2.listeners("stream") as ((...a: unknown[]) => void)[];
+    h2.removeAllListeners("stream");
+    h2.on("stream", (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, ...rest: unknown[]) => {
+      if (fast(stream, headers)) return;
+      for (const l of compat) l.call(h2, stream, headers, ...rest);
+    });
+  }
   const sessions = new Set<Http2Session>();
   const sockets = new Set<Socket>();
-  server.on("session", (s: Http2Session) => {
+  h2.on("session", (s: Http2Session) => {
     sessions.add(s);
     s.once("close", () => sessions.delete(s));
+    s.on("error", () => {});
   });
   server.on("connection", (s: Socket) => {
     sockets.add(s);
     s.once("close", () => sockets.delete(s));
   });
   // A malformed request on one connection must never take the process down.
-  server.on("clientError", (_err: Error, socket: Socket) => socket.destroy());
-  server.on("sessionError", () => {});
+  h1.on("clientError", (_err: Error, socket: Socket) => socket.destroy());
+  h2.on("sessionError", () => {});
   await new Promise<void>((done, fail) => {
     server.once("error", fail);
     server.listen(opts.port, opts.host, () => {
@@ -84,12 +95,13 @@ export async function listen(opts: ServerOptions): Promise<ListeningServer> {
     async stopAccepting() {
       const closed = new Promise<void>((done) => server.close(() => done()));
       for (const s of sessions) if (!s.closed) s.close();
-      (server as unknown as { _httpServer?: { closeIdleConnections?: () => void } })._httpServer?.closeIdleConnections?.();
+      h1.closeIdleConnections();
       await Promise.race([closed, new Promise((r) => setTimeout(r, 50))]);
     },
     destroyConnections() {
       for (const s of sessions) s.destroy();
       for (const s of sockets) s.destroy();
+      h1.closeAllConnections();
     },
   };
 }

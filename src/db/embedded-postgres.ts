@@ -57,6 +57,29 @@ function assertReachableByPostgresUser(dir: string): void {
   }
 }
 
+/**
+ * A previous run that was killed (SIGKILL, crash) leaves its PostgreSQL running and the data directory
+ * locked. If the lock file names a live postgres serving this very directory, stop it and wait.
+ */
+async function stopOrphan(databaseDir: string, log: (line: string) => void): Promise<void> {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(join(databaseDir, "postmaster.pid"), "utf8").split("\n")[0]);
+  } catch {
+    return;
+  }
+  let cmdline = "";
+  try {
+    cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ");
+  } catch {
+    return;
+  }
+  if (!cmdline.includes("postgres") || !cmdline.includes(databaseDir)) return;
+  log(`stopping the embedded PostgreSQL (pid ${pid}) left running by a previous run`);
+  process.kill(pid, "SIGINT");
+  for (let i = 0; i < 100 && existsSync(`/proc/${pid}`); i++) await new Promise((r) => setTimeout(r, 100));
+}
+
 /** Starts (initialising on first use) a PostgreSQL cluster with its data under `dataDir/postgres`. */
 export async function startEmbeddedPostgres(dataDir: string, log: (line: string) => void): Promise<EmbeddedPostgres> {
   const root = resolve(dataDir);
@@ -91,6 +114,7 @@ export async function startEmbeddedPostgres(dataDir: string, log: (line: string)
   });
   try {
     if (!existsSync(join(databaseDir, "PG_VERSION"))) await pg.initialise();
+    else await stopOrphan(databaseDir, log);
     await pg.start();
   } catch (err) {
     const why = recent.join(" ").replace(/\s+/g, " ").trim().slice(-600);

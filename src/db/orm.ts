@@ -25,7 +25,7 @@ export async function createOrm(url: string, poolMax: number): Promise<Orm> {
     clientUrl: url,
     entities: [UserEntity, RefreshTokenEntity],
     extensions: [Migrator],
-    migrations: { path: "src/db/migrations", migrationsList: migrations, transactional: true, allOrNothing: true, silent: true },
+    migrations: { path: "src/db/migrations", migrationsList: migrations, transactional: true, allOrNothing: true, silent: true, snapshot: false },
     pool: { min: 0, max: poolMax },
     debug: false,
     // Queries never run on the global EntityManager: every call forks its own.

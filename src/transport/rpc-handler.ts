@@ -6,7 +6,14 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
-import { type ConnectRouter, type ConnectRouterOptions, createConnectRouter, createContextValues } from "@connectrpc/connect";
+import {
+  type ConnectRouter,
+  type ConnectRouterOptions,
+  createConnectRouter,
+  createContextValues,
+  createServiceImplSpec,
+  type Interceptor,
+} from "@connectrpc/connect";
 import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import {
   compressionBrotli,
@@ -16,6 +23,7 @@ import {
 } from "@connectrpc/connect-node";
 import { kClientAddress } from "../interceptors/context.ts";
 import { normaliseEdgeErrors } from "./edge-errors.ts";
+import { createGrpcFastPath, type UnarySpec } from "./grpc-fast-path.ts";
 
 // HTTP/2 compat requests and responses are used through their HTTP/1.1-shaped API.
 type Req = IncomingMessage | Http2ServerRequest;
@@ -24,13 +32,36 @@ type Res = ServerResponse;
 /** A Node handler that returns false when the path is not an RPC of ours. */
 export type RpcHandler = (req: Req, res: Res) => boolean;
 
-/** Builds the handler. */
-export function createRpcHandler(routes: (router: ConnectRouter) => void, options: ConnectRouterOptions): RpcHandler {
+/**
+ * Builds the handler, and the gRPC fast path for the unary methods of the same services (same
+ * implementations, same interceptors).
+ */
+export function createRpcHandler(
+  routes: (router: ConnectRouter) => void,
+  options: ConnectRouterOptions & { interceptors: Interceptor[]; readMaxBytes: number },
+): { handle: RpcHandler; grpcFastPath: ReturnType<typeof createGrpcFastPath> } {
   const router = createConnectRouter({ acceptCompression: [compressionGzip, compressionBrotli], ...options });
-  routes(router);
+  const unary = new Map<string, UnarySpec>();
+  const recorder: ConnectRouter = {
+    get handlers() {
+      return router.handlers;
+    },
+    service(service, impl, opts) {
+      const spec = createServiceImplSpec(service, impl);
+      for (const m of Object.values(spec.methods)) if (m.kind === "unary") unary.set(`/${service.typeName}/${m.method.name}`, m);
+      router.service(service, impl, opts);
+      return this;
+    },
+    rpc(method, impl, opts) {
+      router.rpc(method, impl, opts);
+      return this;
+    },
+  };
+  routes(recorder);
   const paths = new Map<string, UniversalHandler>();
   for (const h of router.handlers) paths.set(h.requestPath, normaliseEdgeErrors(h));
-  return (req, res) => {
+  const grpcFastPath = createGrpcFastPath(unary, { interceptors: options.interceptors, readMaxBytes: options.readMaxBytes });
+  const handle: RpcHandler = (req, res) => {
     const path = (req.url ?? "").split("?", 1)[0];
     const handler = paths.get(path);
     if (!handler) return unimplemented(req, res, path);
@@ -43,6 +74,7 @@ export function createRpcHandler(routes: (router: ConnectRouter) => void, option
       });
     return true;
   };
+  return { handle, grpcFastPath };
 }
 
 /** UNIMPLEMENTED for a path that looks like an RPC (`/pkg.Service/Method`); false for anything else. */
