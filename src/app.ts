@@ -3,17 +3,20 @@
  * admin, services, interceptors and the listener. `startApp` is what main.ts runs and what tests start on
  * port 0, so tests exercise the very same server.
  */
-import { randomBytes } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import type { ConnectRouter } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { AuthService } from "../gen/auth/v1/auth_service_pb.js";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { UserService } from "../gen/user/v1/user_service_pb.js";
 import { createAuthService } from "./auth/auth.service.ts";
 import { createSessionRepository } from "./auth/session.repository.ts";
 import { createCallerVerifier } from "./auth/caller-verifier.ts";
 import { createLoginLockout } from "./auth/lockout.ts";
+import { createJwksRoute } from "./auth/jwks.ts";
+import { asymmetricKeys, symmetricKeys } from "./auth/signing-keys.ts";
 import { createAccessTokens } from "./auth/tokens.ts";
 import { createUserStatusCache } from "./auth/user-status-cache.ts";
 import { createChangeFeed } from "./changes/change-feed.ts";
@@ -26,11 +29,19 @@ import { createErrorsInterceptor } from "./interceptors/errors.ts";
 import { createLoggingInterceptor } from "./interceptors/logging.ts";
 import { createRateLimitInterceptor } from "./interceptors/rate-limit.ts";
 import { createValidationInterceptor } from "./interceptors/validation.ts";
+import { createValidator } from "@bufbuild/protovalidate";
 import { createLogger } from "./logger.ts";
+import { createHealthService, startHealth } from "./ops/health.ts";
+import { createMetrics, createMetricsRoute, pgPoolStats } from "./ops/metrics.ts";
+import { createMetricsInterceptor } from "./ops/metrics-interceptor.ts";
+import { reflectionServices, registerReflection } from "./ops/reflection.ts";
 import { type HttpRoute, listen } from "./server.ts";
 import { createRpcHandler } from "./transport/rpc-handler.ts";
 import { ensureAdmin } from "./users/admin-bootstrap.ts";
 import { createUserRepository } from "./users/user.repository.ts";
+import { createUserQueries } from "./users/user-queries.ts";
+import { createWatchUsers } from "./users/watch/watch-users.ts";
+import { startPruner } from "./changes/change-pruner.ts";
 import { createUserService } from "./users/user.service.ts";
 
 /** A running service. */
@@ -88,16 +99,26 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
   const feed = createChangeFeed({ url: databaseUrl, log });
   await feed.start();
   const statuses = createUserStatusCache(pool);
+  const stopPruner = startPruner(pool, { retentionMs: config.changeLogRetentionMs, log });
   feed.subscribe((events) => statuses.apply(events));
-  const users = createUserRepository(orm, {
+  const users = createUserRepository(orm, pool, {
     onWrite: (row) => {
       statuses.forget(row.id);
       void feed.poke();
     },
   });
   const sessions = createSessionRepository(orm, config.refreshTokenTtlMs);
+  // HS256 with the shared secret unless a private key is configured (then no secret is read or generated).
+  const signingKeys = config.jwtPrivateKey
+    ? asymmetricKeys(config.jwtPrivateKey, config.jwtPreviousPublicKeys)
+    : symmetricKeys(jwtSecretFor(config));
+  // Keys for other purposes (page tokens) derive from the token key material, so replicas agree on them.
+  const derivedKey = (purpose: string) =>
+    createHmac("sha256", config.jwtPrivateKey?.export({ format: "der", type: "pkcs8" }) ?? jwtSecretFor(config))
+      .update(purpose)
+      .digest("base64url");
   const accessTokens = createAccessTokens({
-    secret: jwtSecretFor(config),
+    keys: signingKeys,
     issuer: config.jwtIssuer,
     audience: config.jwtAudience,
     accessTokenTtlMs: config.accessTokenTtlMs,
@@ -110,30 +131,6 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
       ((email, pw) => log.warn({ email }, pw ? `created admin ${email} with generated password: ${pw} (shown once)` : "created admin")),
   });
 
-  const shutdown = new AbortController();
-  const routes = (router: ConnectRouter) => {
-    router.service(UserService, createUserService({ users }));
-    router.service(
-      AuthService,
-      createAuthService({ users, sessions, accessTokens, lockout: createLoginLockout(pool), allowSignup: config.allowSignup }),
-    );
-  };
-  const rpc = createRpcHandler(routes, {
-    interceptors: [
-      createLoggingInterceptor({ log }),
-      createErrorsInterceptor({ log }),
-      createRateLimitInterceptor({
-        ratePerSecond: config.rateLimitPerSecond,
-        burst: config.rateLimitBurst,
-        trustProxy: config.trustProxy,
-      }),
-      createAuthInterceptor({ verify: createCallerVerifier({ accessTokens, statuses }) }),
-      createValidationInterceptor(),
-    ],
-    readMaxBytes: config.maxMessageBytes,
-    shutdownSignal: shutdown.signal,
-  });
-
   const databaseAnswers = async () => {
     try {
       await withTimeout(orm.em.getConnection().execute("select 1"), 1000);
@@ -142,7 +139,53 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
       return false;
     }
   };
+  const health = await startHealth({ services: [UserService.typeName, AuthService.typeName], probe: databaseAnswers });
+  const metrics = createMetrics({
+    pools: { orm: pgPoolStats(await orm.em.getConnection().getNativeClient()), queries: pgPoolStats(pool) },
+  });
+
+  const shutdown = new AbortController();
+  const validator = createValidator();
+  const routes = (router: ConnectRouter) => {
+    router.service(
+      UserService,
+      createUserService({
+        users,
+        pool,
+        validator,
+        queries: createUserQueries({ pool, pageTokenKey: derivedKey("page-tokens") }),
+        watch: createWatchUsers({ feed, pool, statuses, heartbeatMs: config.watchHeartbeatMs }),
+      }),
+    );
+    router.service(
+      AuthService,
+      createAuthService({ users, sessions, accessTokens, lockout: createLoginLockout(pool), allowSignup: config.allowSignup }),
+    );
+    router.service(Health, createHealthService(health));
+    registerReflection(router, [UserService, AuthService, Health]);
+  };
+  const { handle: rpc, grpcFastPath } = createRpcHandler(routes, {
+    interceptors: [
+      createMetricsInterceptor(metrics),
+      createLoggingInterceptor({ log }),
+      createErrorsInterceptor({ log }),
+      createRateLimitInterceptor({
+        ratePerSecond: config.rateLimitPerSecond,
+        burst: config.rateLimitBurst,
+        trustProxy: config.trustProxy,
+      }),
+      createAuthInterceptor({
+        verify: createCallerVerifier({ accessTokens, statuses }),
+        publicServices: [Health, ...reflectionServices].map((s) => s.typeName),
+      }),
+      createValidationInterceptor({ validator }),
+    ],
+    readMaxBytes: config.maxMessageBytes,
+    shutdownSignal: shutdown.signal,
+  });
+
   const httpRoutes: HttpRoute[] = [
+    createJwksRoute(signingKeys),
     (req, res) => {
       if (req.url !== "/healthz") return false;
       res.writeHead(200, { "content-type": "text/plain" });
@@ -156,12 +199,14 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
       res.end(ready ? "ready\n" : "not ready\n");
       return true;
     },
+    createMetricsRoute(metrics),
   ];
 
   const server = await listen({
     host: config.host,
     port: config.port,
     rpc,
+    h2Stream: config.grpcFastPath ? grpcFastPath : undefined,
     routes: httpRoutes,
     corsAllowedOrigins: config.corsAllowedOrigins,
     tls: config.tlsCertFile && config.tlsKeyFile ? { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile } : undefined,
@@ -177,10 +222,18 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     log,
     close() {
       closing ??= (async () => {
+        // Not serving; no new connections; GOAWAY lets open HTTP/2 sessions finish their calls.
+        health.shutdown();
         await server.stopAccepting();
-        await new Promise((r) => setTimeout(r, Math.min(config.shutdownGraceMs, 200)));
-        shutdown.abort();
+        // Unary calls finish; streams may end by themselves within the grace period...
+        const idle = await server.drained(config.shutdownGraceMs);
+        if (!idle) {
+          // ...and the rest are ended with UNAVAILABLE, given a moment to write their trailers.
+          shutdown.abort(new ConnectError("the server is shutting down; retry on another replica", Code.Unavailable));
+          await server.drained(500);
+        }
         server.destroyConnections();
+        stopPruner();
         await feed.close();
         await pool.end();
         await orm.close(true);

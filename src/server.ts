@@ -36,6 +36,8 @@ export interface ListeningServer {
   readonly port: number;
   /** Stops accepting, sends GOAWAY to HTTP/2 sessions and closes idle HTTP/1.1 connections. */
   stopAccepting(): Promise<void>;
+  /** Resolves when no request is in flight, or after `ms`, whichever is first; true when idle. */
+  drained(ms: number): Promise<boolean>;
   /** Destroys every connection still open. */
   destroyConnections(): void;
 }
@@ -69,6 +71,18 @@ export async function listen(opts: ServerOptions): Promise<ListeningServer> {
       for (const l of compat) l.call(h2, stream, headers, ...rest);
     });
   }
+  // Requests in flight (HTTP/1.1 requests and HTTP/2 streams, fast path included), for graceful shutdown.
+  let inFlight = 0;
+  let onIdle: (() => void) | undefined;
+  const track = (done: { once(event: "close", l: () => void): unknown }) => {
+    inFlight++;
+    done.once("close", () => {
+      inFlight--;
+      if (inFlight === 0) onIdle?.();
+    });
+  };
+  h1.on("request", (_req: IncomingMessage, res: ServerResponse) => track(res));
+  h2.prependListener("stream", (stream: ServerHttp2Stream) => track(stream));
   const sessions = new Set<Http2Session>();
   const sockets = new Set<Socket>();
   h2.on("session", (s: Http2Session) => {
@@ -97,6 +111,16 @@ export async function listen(opts: ServerOptions): Promise<ListeningServer> {
       for (const s of sessions) if (!s.closed) s.close();
       h1.closeIdleConnections();
       await Promise.race([closed, new Promise((r) => setTimeout(r, 50))]);
+    },
+    async drained(ms: number) {
+      if (inFlight === 0) return true;
+      return new Promise<boolean>((done) => {
+        const timer = setTimeout(() => done(inFlight === 0), ms);
+        onIdle = () => {
+          clearTimeout(timer);
+          done(true);
+        };
+      });
     },
     destroyConnections() {
       for (const s of sessions) s.destroy();

@@ -16,19 +16,37 @@ export interface ChangeEvent {
   type: ChangeType;
   time: Date;
   snapshot: UserSnapshot;
+  /** The user before the change; null for a creation. */
+  previous: UserSnapshot | null;
   revokeBefore: Date | null;
 }
 
 /** Receives batches of events in commit order. */
 export type ChangeListener = (events: readonly ChangeEvent[]) => void;
 
-const selectSince = `select seq, user_id, type, change_time, snapshot, revoke_before
+const selectSince = `select seq, user_id, type, change_time, snapshot, previous, revoke_before
   from user_changes where seq > $1 order by seq limit $2`;
 
-type Row = { seq: string; user_id: string; type: ChangeType; change_time: Date; snapshot: UserSnapshot; revoke_before: Date | null };
+type Row = {
+  seq: string;
+  user_id: string;
+  type: ChangeType;
+  change_time: Date;
+  snapshot: UserSnapshot;
+  previous: UserSnapshot | null;
+  revoke_before: Date | null;
+};
 
 function toEvent(r: Row): ChangeEvent {
-  return { seq: Number(r.seq), userId: r.user_id, type: r.type, time: r.change_time, snapshot: r.snapshot, revokeBefore: r.revoke_before };
+  return {
+    seq: Number(r.seq),
+    userId: r.user_id,
+    type: r.type,
+    time: r.change_time,
+    snapshot: r.snapshot,
+    previous: r.previous,
+    revokeBefore: r.revoke_before,
+  };
 }
 
 /** Reads up to `limit` events after `seq` with any queryable (pool or client). */

@@ -56,15 +56,22 @@ export function snapshotOf(row: UserRow): UserSnapshot {
 /** Appends one change; call it last in the write's transaction. */
 export async function appendChange(
   em: EntityManager,
-  change: { type: ChangeType; row: UserRow; revokeBefore?: Date | null },
+  change: { type: ChangeType; row: UserRow; previous?: UserSnapshot; revokeBefore?: Date | null },
 ): Promise<void> {
   await em.execute("select pg_advisory_xact_lock(?)", [APPEND_LOCK]);
   await em.execute(
     `with c as (
-       insert into user_changes (seq, user_id, type, snapshot, revoke_before)
-       values (nextval('user_changes_seq'), ?, ?, ?::jsonb, ?)
+       insert into user_changes (seq, user_id, type, snapshot, previous, revoke_before)
+       values (nextval('user_changes_seq'), ?, ?, ?::jsonb, ?::jsonb, ?)
        returning seq)
      select pg_notify(?, seq::text) from c`,
-    [change.row.id, change.type, JSON.stringify(snapshotOf(change.row)), change.revokeBefore ?? null, CHANGE_CHANNEL],
+    [
+      change.row.id,
+      change.type,
+      JSON.stringify(snapshotOf(change.row)),
+      change.previous ? JSON.stringify(change.previous) : null,
+      change.revokeBefore ?? null,
+      CHANGE_CHANNEL,
+    ],
   );
 }

@@ -8,9 +8,10 @@ import type { EntityManager } from "@mikro-orm/postgresql";
 import type pg from "pg";
 import type { Orm } from "../db/orm.ts";
 import { RefreshTokenEntity } from "../auth/refresh-token.entity.ts";
-import { appendChange, type ChangeType } from "../changes/change-log.ts";
+import { appendChange, type ChangeType, snapshotOf } from "../changes/change-log.ts";
 import { ServiceError } from "../errors.ts";
 import { type StoredRole, UserEntity, type UserRow } from "./user.entity.ts";
+import { fromRecord, type UserRecord, userColumns } from "./user.record.ts";
 
 /** Fields of a new user. */
 export interface NewUser {
@@ -31,40 +32,6 @@ async function translateUnique<T>(work: () => Promise<T>): Promise<T> {
     if (err instanceof UniqueConstraintViolationException) throw emailTaken();
     throw err;
   }
-}
-
-const userColumns = `id, email, display_name, role, state, labels, version, create_time, update_time, delete_time,
-  tokens_valid_after`;
-
-type UserRecord = {
-  id: string;
-  email: string;
-  display_name: string;
-  role: UserRow["role"];
-  state: UserRow["state"];
-  labels: Record<string, string>;
-  version: number;
-  create_time: Date;
-  update_time: Date;
-  delete_time: Date | null;
-  tokens_valid_after: Date | null;
-};
-
-/** A raw row as the entity shape (what the mapper reads). */
-function fromRecord(r: UserRecord): UserRow {
-  return {
-    id: r.id,
-    email: r.email,
-    displayName: r.display_name,
-    role: r.role,
-    state: r.state,
-    labels: r.labels,
-    version: r.version,
-    createTime: r.create_time,
-    updateTime: r.update_time,
-    deleteTime: r.delete_time,
-    tokensValidAfter: r.tokens_valid_after,
-  } as UserRow;
 }
 
 /**
@@ -194,6 +161,7 @@ export function createUserRepository(orm: Orm, pool: pg.Pool, opts: { onWrite?: 
         written(await fork().transactional(async (em) => {
           const row = await lockForWrite(em, id);
           check(row);
+          const previous = snapshotOf(row);
           const revokedBefore = row.tokensValidAfter?.getTime();
           const now = new Date();
           change(row, now);
@@ -204,7 +172,7 @@ export function createUserRepository(orm: Orm, pool: pg.Pool, opts: { onWrite?: 
             await em.nativeUpdate(RefreshTokenEntity, { userId: id, revokeTime: null }, { revokeTime: now });
           }
           await em.flush();
-          await appendChange(em, { type, row, revokeBefore: revoked ? (row.tokensValidAfter ?? null) : null });
+          await appendChange(em, { type, row, previous, revokeBefore: revoked ? (row.tokensValidAfter ?? null) : null });
           return row;
         })),
       );

@@ -14,6 +14,8 @@ import { type Caller, kCaller } from "../interceptors/context.ts";
 import type { StoredState, UserRow } from "./user.entity.ts";
 import { etagOf, storedRole, toProtoUser } from "./user.mapper.ts";
 import { importUsers } from "./user-import.ts";
+import type { UserQueries } from "./user-queries.ts";
+import type { createWatchUsers } from "./watch/watch-users.ts";
 import type { UserRepository } from "./user.repository.ts";
 
 const updatable = ["email", "display_name", "role", "labels", "state"] as const;
@@ -64,11 +66,23 @@ function requiredForUpdate(user: User, paths: readonly UpdatablePath[]): void {
 /** Builds the service implementation over the user repository. */
 export function createUserService(deps: {
   users: UserRepository;
+  queries: UserQueries;
+  watch: ReturnType<typeof createWatchUsers>;
   pool: pg.Pool;
   validator: Validator;
 }): Partial<ServiceImpl<typeof UserService>> {
-  const { users } = deps;
+  const { users, queries } = deps;
   return {
+    watchUsers: deps.watch,
+
+    async listUsers(req) {
+      return queries.list(req);
+    },
+
+    async *streamUsers(req, ctx) {
+      for await (const batch of queries.stream(req, ctx.signal)) yield { users: batch };
+    },
+
     async importUsers(requests) {
       return importUsers(requests, deps);
     },

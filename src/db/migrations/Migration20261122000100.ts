@@ -15,8 +15,10 @@ export class Migration20261122000100 extends Migration {
         user_id uuid not null,
         type text not null check (type in ('created', 'updated', 'deleted', 'undeleted')),
         change_time timestamptz not null default clock_timestamp(),
-        -- The user after the change (never its password hash).
+        -- The user after the change, and before it (null on create); never the password hash. Watchers with a
+        -- filter see a change when either matches, so a user leaving the filter is seen leaving.
         snapshot jsonb not null,
+        previous jsonb,
         -- Access tokens of the user issued before this instant are revoked (suspension, deletion, password change).
         revoke_before timestamptz
       )`);

@@ -1,0 +1,203 @@
+/**
+ * WatchUsers. A watcher subscribes to the process's change feed first (buffering), then finds its start:
+ * the resume token's seq, or the position of a consistent snapshot (send_initial: the snapshot and the log
+ * position are read in one REPEATABLE READ transaction), or the current end of the log. It catches up
+ * from the database, then drains the live buffer, skipping what it already saw (seq <= last), so every
+ * change after the start arrives once, in commit order. A change is sent when the user matches the filter
+ * before or after it, so a user leaving the filter is seen leaving. Quiet streams get HEARTBEATs; the
+ * stream ends with UNAUTHENTICATED when the caller's token expires or is revoked, with UNAVAILABLE on
+ * shutdown or when the watcher falls too far behind (it resumes with its last token, losing nothing).
+ */
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
+import type pg from "pg";
+import { type WatchUsersResponse, WatchUsersResponseSchema, WatchEventType } from "../../../gen/user/v1/user_service_pb.js";
+import type { UserStatusCache } from "../../auth/user-status-cache.ts";
+import type { ChangeEvent, ChangeFeed } from "../../changes/change-feed.ts";
+import { readChangesSince } from "../../changes/change-feed.ts";
+import type { UserSnapshot } from "../../changes/change-log.ts";
+import { prunedSeq } from "../../changes/change-pruner.ts";
+import { ServiceError } from "../../errors.ts";
+import { kCaller } from "../../interceptors/context.ts";
+import { type Filter, filterSql, ID_ORDER, keysetSql, orderBySql, parseFilter, toSql, type Cursor, cursorFromRow, sortKeySelect } from "../list/index.ts";
+import { toProtoUser } from "../user.mapper.ts";
+import { fromRecord, type UserRecord, userColumns } from "../user.record.ts";
+import { matchesFilter } from "./filter-match.ts";
+import { decodeResumeToken, encodeResumeToken } from "./resume-token.ts";
+
+/** What a watcher needs. */
+export interface WatchDeps {
+  feed: ChangeFeed;
+  pool: pg.Pool;
+  statuses: UserStatusCache;
+  heartbeatMs: number;
+  /** Buffered live events beyond which a slow watcher is ended (it can resume). */
+  maxBacklog?: number;
+}
+
+const eventTypes = {
+  created: WatchEventType.CREATED,
+  updated: WatchEventType.UPDATED,
+  deleted: WatchEventType.DELETED,
+  undeleted: WatchEventType.UNDELETED,
+} as const;
+
+function snapshotUser(s: UserSnapshot) {
+  return toProtoUser({
+    ...s,
+    createTime: new Date(s.createTime),
+    updateTime: new Date(s.updateTime),
+    deleteTime: s.deleteTime ? new Date(s.deleteTime) : null,
+    tokensValidAfter: null,
+  } as never);
+}
+
+function eventMessage(e: ChangeEvent): WatchUsersResponse {
+  return create(WatchUsersResponseSchema, {
+    type: eventTypes[e.type],
+    user: snapshotUser(e.snapshot),
+    eventTime: timestampFromDate(e.time),
+    resumeToken: encodeResumeToken(e.seq),
+  });
+}
+
+function marker(type: WatchEventType, seq: number): WatchUsersResponse {
+  return create(WatchUsersResponseSchema, { type, eventTime: timestampFromDate(new Date()), resumeToken: encodeResumeToken(seq) });
+}
+
+const matches = (filter: Filter | null, e: ChangeEvent) =>
+  matchesFilter(filter, e.snapshot) || (e.previous !== null && matchesFilter(filter, e.previous));
+
+/** Reads the matching users and the log position they reflect, in one consistent snapshot. */
+async function* initialSnapshot(pool: pg.Pool, filter: Filter | null, at: { seq: number }): AsyncGenerator<WatchUsersResponse[]> {
+  const client = await pool.connect();
+  try {
+    await client.query("begin isolation level repeatable read read only");
+    const { rows } = await client.query<{ seq: string | null }>("select max(seq) as seq from user_changes");
+    at.seq = Number(rows[0]?.seq ?? 0);
+    let cursor: Cursor | null = null;
+    for (;;) {
+      const q = toSql(
+        (p) => `select ${userColumns}, ${sortKeySelect(ID_ORDER)} from users
+          where delete_time is null and ${filterSql(filter, p)} and ${keysetSql(ID_ORDER, cursor, p)}
+          order by ${orderBySql(ID_ORDER)} limit 500`,
+      );
+      const page = await client.query<UserRecord & Record<string, unknown>>(q.sql, q.params);
+      if (page.rows.length === 0) break;
+      yield page.rows.map((r) =>
+        create(WatchUsersResponseSchema, {
+          type: WatchEventType.INITIAL,
+          user: toProtoUser(fromRecord(r)),
+          eventTime: timestampFromDate(new Date()),
+          resumeToken: encodeResumeToken(at.seq),
+        }),
+      );
+      if (page.rows.length < 500) break;
+      cursor = cursorFromRow(ID_ORDER, page.rows[page.rows.length - 1]);
+    }
+    await client.query("commit");
+  } finally {
+    client.release();
+  }
+}
+
+/** Builds the handler. */
+export function createWatchUsers(deps: WatchDeps) {
+  const maxBacklog = deps.maxBacklog ?? 10_000;
+
+  return async function* watchUsers(
+    req: { filter: string; resumeToken: string; sendInitial: boolean },
+    ctx: HandlerContext,
+  ): AsyncGenerator<WatchUsersResponse> {
+    const caller = ctx.values.get(kCaller);
+    if (!caller) throw new ServiceError("UNAUTHENTICATED", "not authenticated");
+    const filter = parseFilter(req.filter);
+    const backlog: ChangeEvent[] = [];
+    let wake: (() => void) | undefined;
+    const unsubscribe = deps.feed.subscribe((events) => {
+      backlog.push(...events);
+      wake?.();
+    });
+    const onAbort = () => wake?.();
+    ctx.signal.addEventListener("abort", onAbort);
+    try {
+      let last: number;
+      if (req.resumeToken) {
+        last = decodeResumeToken(req.resumeToken);
+        if (last < (await prunedSeq(deps.pool))) {
+          throw new ServiceError("RESUME_TOKEN_EXPIRED", "the resume token is older than the retained change log; start a new watch");
+        }
+      } else if (req.sendInitial) {
+        const at = { seq: 0 };
+        for await (const page of initialSnapshot(deps.pool, filter, at)) yield* page;
+        last = at.seq;
+        yield marker(WatchEventType.SYNCED, last);
+      } else {
+        const { rows } = await deps.pool.query<{ seq: string | null }>("select max(seq) as seq from user_changes");
+        last = Number(rows[0]?.seq ?? 0);
+      }
+      let lastSent = Date.now();
+
+      // Catch up from the log, then live from the buffer (already subscribed, so nothing falls in between).
+      for (let first = true; ; first = false) {
+        const events = await readChangesSince(deps.pool, last, 1000);
+        if (first && req.resumeToken && last < (await prunedSeq(deps.pool))) {
+          throw new ServiceError("RESUME_TOKEN_EXPIRED", "the resume token is older than the retained change log; start a new watch");
+        }
+        for (const e of events) {
+          last = e.seq;
+          if (matches(filter, e)) {
+            yield eventMessage(e);
+            lastSent = Date.now();
+          }
+        }
+        if (events.length < 1000) break;
+      }
+
+      for (;;) {
+        if (ctx.signal.aborted) {
+          const reason = ctx.signal.reason;
+          if (reason instanceof ConnectError) throw reason;
+          return;
+        }
+        const status = await deps.statuses.get(caller.userId);
+        if (Date.now() >= caller.expiresAtMs || !status || status.state !== "active" || caller.issuedAtMs < status.tokensValidAfterMs || status.role !== "admin") {
+          throw new ServiceError("UNAUTHENTICATED", "the access token expired or was revoked; watch again with a new token");
+        }
+        if (backlog.length > maxBacklog) {
+          throw new ConnectError("the watcher fell behind; resume with the last resume_token", Code.Unavailable);
+        }
+        if (backlog.length > 0) {
+          for (const e of backlog.splice(0, backlog.length)) {
+            if (e.seq <= last) continue;
+            last = e.seq;
+            if (matches(filter, e)) {
+              yield eventMessage(e);
+              lastSent = Date.now();
+            }
+          }
+          continue;
+        }
+        const quiet = Date.now() - lastSent;
+        if (quiet >= deps.heartbeatMs) {
+          yield marker(WatchEventType.HEARTBEAT, Math.max(last, deps.feed.lastSeq()));
+          lastSent = Date.now();
+          continue;
+        }
+        const wait = Math.min(deps.heartbeatMs - quiet, caller.expiresAtMs - Date.now(), 1000);
+        await new Promise<void>((done) => {
+          const timer = setTimeout(done, Math.max(wait, 0));
+          wake = () => {
+            clearTimeout(timer);
+            done();
+          };
+        });
+        wake = undefined;
+      }
+    } finally {
+      unsubscribe();
+      ctx.signal.removeEventListener("abort", onAbort);
+    }
+  };
+}
