@@ -1,0 +1,130 @@
+/**
+ * Turns the per-round measurements into the markdown report: medians per target, ratios to the baseline's
+ * gRPC numbers, the goals of issue 3 checked against them, and every round's raw numbers.
+ */
+import type { ProtocolName } from "./protocols.ts";
+import type { ServerKind } from "./servers.ts";
+
+/** A server and the protocol it is loaded over. */
+export interface Target {
+  readonly name: string;
+  readonly server: ServerKind;
+  readonly protocol: ProtocolName;
+}
+
+/** One load of one target in one round. */
+export interface Sample {
+  target: Target;
+  round: number;
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** Server CPU time during the measured period, in % of one core. */
+  cpuPercent: number;
+  /** Server CPU time per request, in microseconds. */
+  cpuPerRequestUs: number;
+  peakRssMb: number;
+  verifiedCalls: number;
+}
+
+/** How the run was made, printed above the tables. */
+export interface RunInfo {
+  date: string;
+  commit: string;
+  node: string;
+  h2load: string;
+  cpus: number;
+  /** 1-minute load average before the run started: above ~0.5, something else was using the machine. */
+  loadAverage: number;
+  users: number;
+  rounds: number;
+  warmupSeconds: number;
+  durationSeconds: number;
+  connections: number;
+  streams: number;
+}
+
+type Summary = Omit<Sample, "round" | "verifiedCalls">;
+
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
+const fmt = (n: number, digits = 0) =>
+  n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+const ratio = (a: number, b: number | undefined) => (b ? `${fmt(a / b, 2)}x` : "n/a");
+
+function goals(rows: Summary[], base: Summary | undefined): string[] {
+  if (!base) return ["- no baseline gRPC measurement in this run: goals not checked"];
+  if (!rows.some((r) => r.target.server === "service"))
+    return ["- no service measurement in this run: goals not checked"];
+  const mark = (ok: boolean) => (ok ? "met" : "**not met**");
+  const out: string[] = [];
+  for (const r of rows) {
+    if (r.target.server !== "service") continue;
+    if (r.target.protocol === "grpc") {
+      out.push(`- service gRPC >= 1.0x baseline req/s: ${ratio(r.rps, base.rps)}, ${mark(r.rps >= base.rps)}`);
+      out.push(
+        `- service gRPC p99 <= baseline p99: ${fmt(r.p99Ms, 1)} vs ${fmt(base.p99Ms, 1)} ms, ${mark(r.p99Ms <= base.p99Ms)}`,
+      );
+    } else {
+      out.push(
+        `- service ${r.target.protocol} >= 0.8x baseline gRPC req/s: ${ratio(r.rps, base.rps)}, ${mark(r.rps >= 0.8 * base.rps)}`,
+      );
+    }
+    out.push(`- service ${r.target.protocol} peak RSS <= 200 MB: ${fmt(r.peakRssMb)} MB, ${mark(r.peakRssMb <= 200)}`);
+  }
+  return out;
+}
+
+/** The report. */
+export function renderReport(info: RunInfo, targets: readonly Target[], samples: readonly Sample[]): string {
+  const rows: Summary[] = targets
+    .map((target) => samples.filter((s) => s.target === target))
+    .filter((ss) => ss.length > 0)
+    .map((ss) => ({
+      target: ss[0].target,
+      rps: median(ss.map((s) => s.rps)),
+      p50Ms: median(ss.map((s) => s.p50Ms)),
+      p99Ms: median(ss.map((s) => s.p99Ms)),
+      cpuPercent: median(ss.map((s) => s.cpuPercent)),
+      cpuPerRequestUs: median(ss.map((s) => s.cpuPerRequestUs)),
+      peakRssMb: median(ss.map((s) => s.peakRssMb)),
+    }));
+  const base = rows.find((r) => r.target.server === "baseline" && r.target.protocol === "grpc");
+  return [
+    "# GetUser benchmark",
+    "",
+    `${info.date}, commit ${info.commit}, Node ${info.node}, ${info.h2load}, ${info.cpus} CPUs (load average ${fmt(info.loadAverage, 2)} before the run).`,
+    `${fmt(info.users)} users, random ids;`,
+    `${info.connections} connections x ${info.streams} streams (HTTP/1.1: ${info.connections} connections, one request in flight each);`,
+    `${info.warmupSeconds} s warm-up + ${info.durationSeconds} s measured per load, ${info.rounds} round(s); medians over rounds.`,
+    "Ratios are against the baseline over gRPC. Server CPU is the server process's (all threads) during the measured",
+    "period, in % of one core and per request. Peak RSS is its VmHWM (a fresh process per load), MB = 2^20 bytes.",
+    "",
+    "| target | req/s | p50 ms | p99 ms | server CPU % | CPU µs/req | peak RSS MB | req/s vs baseline | p99 vs baseline |",
+    "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ...rows.map(
+      (r) =>
+        `| ${r.target.name} | ${fmt(r.rps)} | ${fmt(r.p50Ms, 1)} | ${fmt(r.p99Ms, 1)} | ${fmt(r.cpuPercent)} | ${fmt(r.cpuPerRequestUs)} | ` +
+        `${fmt(r.peakRssMb)} | ${ratio(r.rps, base?.rps)} | ${ratio(r.p99Ms, base?.p99Ms)} |`,
+    ),
+    "",
+    "Goals (issue 3):",
+    "",
+    ...goals(rows, base),
+    "",
+    "Every round:",
+    "",
+    "| round | target | req/s | p50 ms | p99 ms | server CPU % | CPU µs/req | peak RSS MB | verified calls |",
+    "|--:|---|--:|--:|--:|--:|--:|--:|--:|",
+    ...samples.map(
+      (s) =>
+        `| ${s.round} | ${s.target.name} | ${fmt(s.rps)} | ${fmt(s.p50Ms, 1)} | ${fmt(s.p99Ms, 1)} | ${fmt(s.cpuPercent)} | ` +
+        `${fmt(s.cpuPerRequestUs)} | ${fmt(s.peakRssMb)} | ${s.verifiedCalls} |`,
+    ),
+    "",
+  ].join("\n");
+}

@@ -1,0 +1,88 @@
+/**
+ * Seeds a database for the benchmark: the service's migrations, then N users and one admin, in a single
+ * `INSERT ... SELECT ... FROM generate_series` (100,000 users take about a second).
+ *
+ * User i has the id `b0000000-0000-4000-8000-<i as 12 decimal digits>`: a valid UUID whose varying part is
+ * decimal digits only. The load generator rewrites those digits in its request body while it runs (see
+ * rotating-body.ts); should it ever read a half-written id, the digits it sees still name a seeded user.
+ *
+ * Usage: `node bench/seed.ts <DATABASE_URL> [N]` (or import `seed`). Seeding twice adds nothing.
+ */
+import pg from "pg";
+import { createOrm, migrate } from "../src/db/orm.ts";
+
+/** The id prefix of every bench user; the last 12 characters are the user's index in decimal. */
+const ID_PREFIX = "b0000000-0000-4000-8000-";
+
+/** Number of decimal digits at the end of a bench user id. */
+export const ID_DIGITS = 12;
+
+/** The bench admin (role admin, no password: the benchmark forges its tokens). */
+export const BENCH_ADMIN = { id: `${ID_PREFIX}a00000000000`, email: "bench-admin@bench.example" } as const;
+
+/** The id of bench user `i`. */
+export function benchUserId(i: number): string {
+  return ID_PREFIX + String(i).padStart(ID_DIGITS, "0");
+}
+
+/** The email of bench user `i`. */
+export function benchUserEmail(i: number): string {
+  return `user${i}@bench.example`;
+}
+
+/** The index of a bench user id, or undefined when the id is not one. */
+export function benchUserIndex(id: string): number | undefined {
+  return id.startsWith(ID_PREFIX) && /^\d+$/.test(id.slice(ID_PREFIX.length))
+    ? Number(id.slice(ID_PREFIX.length))
+    : undefined;
+}
+
+const insertUsers = `
+  insert into users (id, email, display_name, role, state, labels, password_hash, version,
+                     create_time, update_time, delete_time, tokens_valid_after)
+  select ($2 || lpad(i::text, ${ID_DIGITS}, '0'))::uuid,
+         'user' || i || '@bench.example',
+         'Bench User ' || i,
+         'user', 'active',
+         jsonb_build_object('team', 'team-' || (i % 97), 'plan', case when i % 10 = 0 then 'pro' else 'free' end),
+         null, 1 + i % 3,
+         timestamptz '2025-01-01 00:00:00Z' + make_interval(secs => i * 1.25),
+         timestamptz '2025-06-01 00:00:00Z' + make_interval(secs => i * 0.75),
+         null, null
+  from generate_series(0, $1::int - 1) as i
+  on conflict (id) do nothing`;
+
+const insertAdmin = `
+  insert into users (id, email, display_name, role, state, labels, version, create_time, update_time)
+  values ($1, $2, 'Bench Admin', 'admin', 'active', '{}', 1, now(), now())
+  on conflict (id) do nothing`;
+
+/** Applies the service's migrations, then inserts `users` bench users and the bench admin. */
+export async function seed(databaseUrl: string, users: number): Promise<void> {
+  const orm = await createOrm(databaseUrl, 1);
+  try {
+    await migrate(orm);
+  } finally {
+    await orm.close(true);
+  }
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    await client.query(insertUsers, [users, ID_PREFIX]);
+    await client.query(insertAdmin, [BENCH_ADMIN.id, BENCH_ADMIN.email]);
+    await client.query("analyze users");
+  } finally {
+    await client.end();
+  }
+}
+
+if (import.meta.main) {
+  const [url, n = "100000"] = process.argv.slice(2);
+  if (!url) {
+    process.stderr.write("usage: node bench/seed.ts <DATABASE_URL> [N]\n");
+    process.exit(2);
+  }
+  const started = performance.now();
+  await seed(url, Number(n));
+  process.stdout.write(`seeded ${n} users in ${Math.round(performance.now() - started)} ms\n`);
+}
