@@ -4,12 +4,9 @@
  * in-memory cache (so a suspended, deleted or re-passworded user's tokens stop working, and a demoted
  * admin's token no longer grants admin). No database query on the hot path.
  */
-import { ServiceError } from "../errors.ts";
 import type { Caller } from "../interceptors/context.ts";
-import type { AccessTokens, TokenClaims } from "./tokens.ts";
+import { type AccessTokens, invalidToken, type TokenClaims } from "./tokens.ts";
 import type { UserStatusCache } from "./user-status-cache.ts";
-
-const unauthenticated = (why: string) => new ServiceError("UNAUTHENTICATED", why);
 
 /** Builds the verifier used by the auth interceptor. */
 export function createCallerVerifier(deps: { accessTokens: AccessTokens; statuses: UserStatusCache; cacheSize?: number }) {
@@ -28,7 +25,8 @@ export function createCallerVerifier(deps: { accessTokens: AccessTokens; statuse
     }
     const status = await deps.statuses.get(claims.userId);
     if (!status || status.state !== "active" || claims.issuedAtMs < status.tokensValidAfterMs) {
-      throw unauthenticated("the access token has been revoked");
+      // Same answer as a forged token: a caller learns nothing about whether the user exists.
+      throw invalidToken();
     }
     return { ...claims, admin: status.role === "admin" };
   };
