@@ -194,7 +194,8 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     },
     async (req, res) => {
       if (req.url !== "/readyz") return false;
-      const ready = !shutdown.signal.aborted && (await databaseAnswers());
+      // Ready: not shutting down, the change feed is listening, the database answers with every migration applied.
+      const ready = closing === undefined && feed.isConnected() && (await databaseAnswers());
       res.writeHead(ready ? 200 : 503, { "content-type": "text/plain" });
       res.end(ready ? "ready\n" : "not ready\n");
       return true;

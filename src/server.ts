@@ -108,6 +108,10 @@ export async function listen(opts: ServerOptions): Promise<ListeningServer> {
     port: (server.address() as AddressInfo).port,
     async stopAccepting() {
       const closed = new Promise<void>((done) => server.close(() => done()));
+      // GOAWAY: clients stop opening streams on these sessions; calls in flight finish. A stream a client
+      // opened before it saw the GOAWAY is refused (REFUSED_STREAM: not processed, safe to retry, which gRPC
+      // clients report as UNAVAILABLE). nghttp2 refuses new streams after any GOAWAY, so Node cannot send
+      // grpc-go's two-phase "shutdown notice" first.
       for (const s of sessions) if (!s.closed) s.close();
       h1.closeIdleConnections();
       await Promise.race([closed, new Promise((r) => setTimeout(r, 50))]);

@@ -81,7 +81,11 @@ async function stopOrphan(databaseDir: string, log: (line: string) => void): Pro
 }
 
 /** Starts (initialising on first use) a PostgreSQL cluster with its data under `dataDir/postgres`. */
-export async function startEmbeddedPostgres(dataDir: string, log: (line: string) => void): Promise<EmbeddedPostgres> {
+export async function startEmbeddedPostgres(
+  dataDir: string,
+  log: (line: string) => void,
+  opts: { port?: number } = {},
+): Promise<EmbeddedPostgres> {
   const root = resolve(dataDir);
   mkdirSync(root, { recursive: true });
   assertReachableByPostgresUser(root);
@@ -91,7 +95,7 @@ export async function startEmbeddedPostgres(dataDir: string, log: (line: string)
   const passwordFile = join(root, "postgres.password");
   if (!existsSync(passwordFile)) writeFileSync(passwordFile, randomBytes(18).toString("base64url"), { mode: 0o600 });
   const password = readFileSync(passwordFile, "utf8").trim();
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
   const EmbeddedPostgresClass = await loadEmbeddedPostgres();
   const recent: string[] = [];
   const pg = new EmbeddedPostgresClass({

@@ -1,0 +1,104 @@
+/**
+ * SIGTERM on the real process (`node src/main.ts`): unary calls finish or fail only with UNAVAILABLE after
+ * the listener closed, open watchers end with UNAVAILABLE after SHUTDOWN_GRACE, the process exits 0 within
+ * the grace period plus a second, and (embedded mode) its PostgreSQL is gone too.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { afterEach, expect, it } from "vitest";
+import { status as grpcStatus } from "@grpc/grpc-js";
+import { GetUserRequestSchema, GetUserResponseSchema, UserService } from "../../gen/user/v1/user_service_pb.js";
+import { clients, grpcJsClient, grpcJsUnary, type TransportName } from "../helpers/clients.ts";
+import { createTestDatabase } from "../helpers/database.ts";
+import { ADMIN, JWT_SECRET } from "../helpers/server.ts";
+
+const children: ChildProcess[] = [];
+afterEach(() => {
+  for (const c of children.splice(0)) if (c.exitCode === null) c.kill("SIGKILL");
+});
+
+/** Starts the service as a child process; resolves with its URL once it listens. */
+function startProcess(env: Record<string, string>): Promise<{ child: ChildProcess; url: string; exited: Promise<number | null> }> {
+  const child = spawn(process.execPath, ["src/main.ts"], {
+    env: { ...process.env, PORT: "0", HOST: "127.0.0.1", JWT_SECRET, ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.push(child);
+  const exited = new Promise<number | null>((done) => child.once("exit", (code) => done(code)));
+  return new Promise((done, fail) => {
+    let out = "";
+    child.stdout?.on("data", (chunk: Buffer) => {
+      out += chunk;
+      const m = /"url":"(http:\/\/[^"]+)".*"msg":"listening"/.exec(out);
+      if (m) done({ child, url: m[1], exited });
+    });
+    child.stderr?.on("data", (chunk: Buffer) => {
+      out += chunk;
+    });
+    child.once("exit", (code) => fail(new Error(`exited ${code} before listening: ${out.slice(-500)}`)));
+  });
+}
+
+it("drains unary calls and ends watchers with UNAVAILABLE on SIGTERM, exit 0", async () => {
+  const { child, url, exited } = await startProcess({ DATABASE_URL: await createTestDatabase(), SHUTDOWN_GRACE: "2s" });
+  const token = (await clients(url, "grpc").auth.login(ADMIN)).tokens?.accessToken ?? "";
+  const me = (await clients(url, "grpc", () => token).auth.getCurrentUser({})).user?.id ?? "";
+
+  const watchers = (["grpc", "connect-h2", "grpc-web-h2"] as TransportName[]).map(async (name) => {
+    try {
+      for await (const _ of clients(url, name, () => token).users.watchUsers({})) {
+        // events are not the point here
+      }
+      return "ended without error";
+    } catch (err) {
+      return ConnectError.from(err).code;
+    }
+  });
+  // Unary load from grpc-js, the client backends use. (A stream opened just before the GOAWAY arrives is
+  // refused with REFUSED_STREAM, which grpc-js reports as UNAVAILABLE as the gRPC spec says; connect-node's
+  // client reports it as INTERNAL, a client-side mapping.)
+  let stop = false;
+  const unaryCodes: number[] = [];
+  const grpc = grpcJsClient(Number(new URL(url).port));
+  const load = Array.from({ length: 4 }, async () => {
+    while (!stop) {
+      const { error } = await grpcJsUnary(grpc, UserService, "GetUser", GetUserRequestSchema, GetUserResponseSchema, { userId: me }, token);
+      if (error) {
+        unaryCodes.push(error.code);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+  });
+  await new Promise((r) => setTimeout(r, 500));
+  const signalled = Date.now();
+  child.kill("SIGTERM");
+  const code = await exited;
+  const took = Date.now() - signalled;
+  stop = true;
+  await Promise.all(load);
+
+  expect(code).toBe(0);
+  expect(took).toBeLessThan(2000 + 1000 + 500);
+  expect(await Promise.all(watchers)).toEqual([Code.Unavailable, Code.Unavailable, Code.Unavailable]);
+  grpc.close();
+  expect([...new Set(unaryCodes)]).toEqual(unaryCodes.length ? [grpcStatus.UNAVAILABLE] : []);
+}, 60_000);
+
+it("stops its embedded PostgreSQL on SIGTERM (no orphan process)", async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), "user-service-embedded-"));
+  try {
+    const { child, url, exited } = await startProcess({ DATA_DIR: dataDir, SHUTDOWN_GRACE: "1s" });
+    expect((await fetch(`${url}/readyz`)).status).toBe(200);
+    const pidFile = join(dataDir, "postgres", "postmaster.pid");
+    const pgPid = Number(readFileSync(pidFile, "utf8").split("\n")[0]);
+    expect(existsSync(`/proc/${pgPid}`)).toBe(true);
+    child.kill("SIGTERM");
+    expect(await exited).toBe(0);
+    expect(existsSync(`/proc/${pgPid}`)).toBe(false);
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}, 60_000);
