@@ -2,12 +2,20 @@
  * Real clients for every protocol the service speaks: connect-node transports (Connect over HTTP/1.1 and
  * HTTP/2, gRPC, gRPC-web) and @grpc/grpc-js, the client most backends use.
  */
-import { type DescMessage, type DescService, fromBinary, type MessageInitShape, type MessageShape, toBinary, create } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import {
+  create,
+  type DescMessage,
+  type DescService,
+  fromBinary,
+  type MessageInitShape,
+  type MessageShape,
+  toBinary,
+} from "@bufbuild/protobuf";
+import { type Client, Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { AuthService } from "../../gen/auth/v1/auth_service_pb.js";
-import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { BadRequestSchema, ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
 import { UserService } from "../../gen/user/v1/user_service_pb.js";
 
@@ -24,7 +32,11 @@ function bearer(token: () => string | undefined): Interceptor {
 }
 
 /** A connect-node transport of the given kind. */
-export function transport(baseUrl: string, name: TransportName, token: () => string | undefined = () => undefined): Transport {
+export function transport(
+  baseUrl: string,
+  name: TransportName,
+  token: () => string | undefined = () => undefined,
+): Transport {
   const interceptors = [bearer(token)];
   switch (name) {
     case "grpc":
@@ -49,7 +61,11 @@ export interface Clients {
 }
 
 /** Clients over the given transport; `token` is read at every call. */
-export function clients(baseUrl: string, name: TransportName, token: () => string | undefined = () => undefined): Clients {
+export function clients(
+  baseUrl: string,
+  name: TransportName,
+  token: () => string | undefined = () => undefined,
+): Clients {
   const t = transport(baseUrl, name, token);
   return { users: createClient(UserService, t), auth: createClient(AuthService, t) };
 }
@@ -62,13 +78,43 @@ export function reasonOf(err: unknown): string {
   return info.reason;
 }
 
-/** Runs `call`, expecting it to fail; returns code and reason. */
-export async function failure(call: Promise<unknown>): Promise<{ code: Code; reason: string; message: string; error: ConnectError }> {
+/** The field paths of the google.rpc.BadRequest field violations an error carries (empty when none). */
+export function violationsOf(err: unknown): string[] {
+  return ConnectError.from(err)
+    .findDetails(BadRequestSchema)
+    .flatMap((b) => b.fieldViolations.map((v) => v.field));
+}
+
+/** The ErrorInfo domain of an error (undefined when it has no ErrorInfo). */
+export function domainOf(err: unknown): string | undefined {
+  return ConnectError.from(err).findDetails(ErrorInfoSchema)[0]?.domain;
+}
+
+/** What a failed call answered: status code, ErrorInfo reason and domain, BadRequest field paths. */
+export interface Failure {
+  code: Code;
+  reason: string;
+  domain: string | undefined;
+  /** Field paths of the BadRequest field violations, in the order sent. */
+  violations: string[];
+  message: string;
+  error: ConnectError;
+}
+
+/** Runs `call`, expecting it to fail; returns code, reason and field violations. */
+export async function failure(call: Promise<unknown>): Promise<Failure> {
   try {
     await call;
   } catch (err) {
     const e = ConnectError.from(err);
-    return { code: e.code, reason: reasonOf(e), message: e.rawMessage, error: e };
+    return {
+      code: e.code,
+      reason: reasonOf(e),
+      domain: domainOf(e),
+      violations: violationsOf(e),
+      message: e.rawMessage,
+      error: e,
+    };
   }
   throw new Error("expected the call to fail, but it succeeded");
 }
