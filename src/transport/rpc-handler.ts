@@ -7,6 +7,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import {
+  Code,
   type ConnectRouter,
   type ConnectRouterOptions,
   createConnectRouter,
@@ -22,8 +23,10 @@ import {
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
 import { kClientAddress } from "../interceptors/context.ts";
+import { connectErrorFor } from "../errors.ts";
 import { normaliseEdgeErrors } from "./edge-errors.ts";
-import { createGrpcFastPath, type UnarySpec } from "./grpc-fast-path.ts";
+import { connectJson, grpc, grpcWeb } from "./unary/protocols.ts";
+import { createUnaryFastPath, type UnarySpec } from "./unary/fast-path.ts";
 
 // HTTP/2 compat requests and responses are used through their HTTP/1.1-shaped API.
 type Req = IncomingMessage | Http2ServerRequest;
@@ -39,7 +42,8 @@ export type RpcHandler = (req: Req, res: Res) => boolean;
 export function createRpcHandler(
   routes: (router: ConnectRouter) => void,
   options: ConnectRouterOptions & { interceptors: Interceptor[]; readMaxBytes: number },
-): { handle: RpcHandler; grpcFastPath: ReturnType<typeof createGrpcFastPath> } {
+  fastPath = true,
+): { handle: RpcHandler; h2Stream: ReturnType<typeof createUnaryFastPath>["h2"] | undefined } {
   const router = createConnectRouter({ acceptCompression: [compressionGzip, compressionBrotli], ...options });
   const unary = new Map<string, UnarySpec>();
   const recorder: ConnectRouter = {
@@ -60,8 +64,9 @@ export function createRpcHandler(
   routes(recorder);
   const paths = new Map<string, UniversalHandler>();
   for (const h of router.handlers) paths.set(h.requestPath, normaliseEdgeErrors(h));
-  const grpcFastPath = createGrpcFastPath(unary, { interceptors: options.interceptors, readMaxBytes: options.readMaxBytes });
+  const fast = fastPath ? createUnaryFastPath(unary, { interceptors: options.interceptors, readMaxBytes: options.readMaxBytes }) : undefined;
   const handle: RpcHandler = (req, res) => {
+    if (fast && "socket" in req && !("stream" in req) && fast.h1(req as IncomingMessage, res)) return true;
     const path = (req.url ?? "").split("?", 1)[0];
     const handler = paths.get(path);
     if (!handler) return unimplemented(req, res, path);
@@ -74,21 +79,25 @@ export function createRpcHandler(
       });
     return true;
   };
-  return { handle, grpcFastPath };
+  return { handle, h2Stream: fast?.h2 };
 }
 
 /** UNIMPLEMENTED for a path that looks like an RPC (`/pkg.Service/Method`); false for anything else. */
 function unimplemented(req: Req, res: Res, path: string): boolean {
   if (req.method !== "POST" || !/^\/[A-Za-z_][\w.]*\/[A-Za-z_]\w*$/.test(path)) return false;
   const type = String(req.headers["content-type"] ?? "");
-  const message = encodeURIComponent(`method ${path.slice(1)} is not implemented`);
-  if (type.startsWith("application/grpc")) {
-    // A trailers-only response: the status travels in the headers.
-    res.writeHead(200, { "content-type": type.startsWith("application/grpc-web") ? "application/grpc-web+proto" : "application/grpc", "grpc-status": "12", "grpc-message": message });
-    res.end();
+  const protocol = type.startsWith("application/grpc-web") ? grpcWeb : type.startsWith("application/grpc") ? grpc : connectJson;
+  const wire = protocol.failure(
+    connectErrorFor("UNIMPLEMENTED", Code.Unimplemented, `method ${path.slice(1)} is not implemented by this server`),
+    new Headers(),
+  );
+  if ("stream" in req && wire.body === undefined) {
+    // A gRPC trailers-only response must end the stream with its HEADERS frame.
+    req.stream.respond({ ":status": wire.status, ...wire.headers }, { endStream: true });
     return true;
   }
-  res.writeHead(404, { "content-type": "application/json" });
-  res.end(JSON.stringify({ code: "unimplemented", message: decodeURIComponent(message) }));
+  // Connect answers an unknown route with 404 (what its clients map to UNIMPLEMENTED), not 501.
+  res.writeHead(protocol === connectJson ? 404 : wire.status, wire.headers);
+  res.end(wire.body);
   return true;
 }

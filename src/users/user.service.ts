@@ -27,6 +27,8 @@ function callerOf(ctx: HandlerContext): Caller {
   return caller;
 }
 
+const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 const notFound = (id: string) => new ServiceError("USER_NOT_FOUND", `user ${id} not found`);
 
 function checkEtag(row: UserRow, etag: string): void {
@@ -130,7 +132,7 @@ export function createUserService(deps: {
       const caller = callerOf(ctx);
       const u = req.user;
       if (!u || !req.updateMask) throw invalidArgument([{ field: "update_mask", description: "is required" }]);
-      if (u.id === "") throw invalidArgument([{ field: "user.id", description: "is required" }]);
+      if (!uuid.test(u.id)) throw invalidArgument([{ field: "user.id", description: "must be a user id (UUID)" }]);
       const paths = maskPaths(req.updateMask.paths);
       if (!caller.admin && paths.some((p) => p !== "display_name" && p !== "labels")) {
         throw new ServiceError("PERMISSION_DENIED", "you may only change display_name and labels of your own user");

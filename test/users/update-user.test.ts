@@ -201,9 +201,7 @@ describe("UpdateUser by an admin", () => {
     expect(f.violations).toEqual(["user.id"]);
   });
 
-  // Service bug: user.v1.User.id has no uuid rule and updateUser only checks for "", so the id reaches
-  // PostgreSQL, which fails with 22P02 (invalid uuid syntax) and the caller gets INTERNAL.
-  it.fails("rejects a user.id that is not a UUID as INVALID_ARGUMENT on user.id (not INTERNAL)", async () => {
+  it("rejects a user.id that is not a UUID as INVALID_ARGUMENT on user.id (not INTERNAL)", async () => {
     const f = await failure(
       grpc.call(
         updateUser,

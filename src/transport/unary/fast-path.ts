@@ -1,0 +1,160 @@
+/**
+ * A faster engine for unary calls in all three protocols, running the very same Connect service
+ * implementations and interceptors. connect-node runs every call, unary included, through its streaming
+ * envelope pipeline (async generators, per-call abort controllers, universal request/response objects),
+ * which measured several times slower than @grpc/grpc-js on this hardware (docs/adr/0001-unary-fast-path.md).
+ * Here a unary call is one buffered body, one decode, connect's own `invokeUnaryImplementation` (the
+ * interceptor chain and the implementation), and one write. Anything unusual (compression, gRPC-web text,
+ * Connect GET, streaming methods, unknown paths) is declined and connect-node's adapter serves it, so every
+ * protocol feature stays available.
+ *
+ * It uses connect exports marked internal (no semver): the connect version is pinned exactly, and the
+ * path is covered by tests from grpc-js, connect-node (every protocol) and buf curl.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
+import { Code, ConnectError, createContextValues, createHandlerContext, type Interceptor, type MethodImplSpec } from "@connectrpc/connect";
+import { invokeUnaryImplementation } from "@connectrpc/connect/protocol";
+import { connectErrorFor } from "../../errors.ts";
+import { kClientAddress } from "../../interceptors/context.ts";
+import { detect, type UnaryProtocol, type WireResponse } from "./protocols.ts";
+
+/** A unary method the fast path may serve. */
+export type UnarySpec = Extract<MethodImplSpec, { kind: "unary" }>;
+
+/** Settings shared with the Connect router. */
+export interface FastPathOptions {
+  interceptors: Interceptor[];
+  readMaxBytes: number;
+}
+
+// Passed to context.abort() when a call is over: a reason avoids constructing a DOMException per call.
+const CALL_DONE = new ConnectError("call complete", Code.Canceled);
+
+function requestHeaders(raw: IncomingHttpHeaders): Headers {
+  const h = new Headers();
+  for (const k in raw) {
+    if (k.charCodeAt(0) === 58 /* ":" */) continue;
+    const v = raw[k];
+    if (v !== undefined) h.set(k, Array.isArray(v) ? v.join(", ") : v);
+  }
+  return h;
+}
+
+/** Runs one call; always resolves to a response (errors included). */
+async function run(
+  protocol: UnaryProtocol,
+  spec: UnarySpec,
+  raw: IncomingHttpHeaders,
+  path: string,
+  peer: string,
+  body: Buffer,
+  cancelled: AbortSignal,
+  opts: FastPathOptions,
+): Promise<WireResponse> {
+  const header = (name: string) => raw[name] as string | undefined;
+  const timeout = protocol.timeout(header);
+  if (timeout instanceof ConnectError) return protocol.failure(timeout, new Headers());
+  const input = protocol.decode(spec.method.input, body, opts.readMaxBytes);
+  if (input instanceof ConnectError) return protocol.failure(input, new Headers());
+  const context = createHandlerContext({
+    service: spec.method.parent,
+    method: spec.method,
+    protocolName: protocol.name,
+    requestMethod: "POST",
+    url: path,
+    timeoutMs: timeout,
+    requestSignal: cancelled,
+    requestHeader: requestHeaders(raw),
+    contextValues: createContextValues().set(kClientAddress, peer),
+  });
+  try {
+    const output = await invokeUnaryImplementation(spec, context, input, opts.interceptors);
+    if (context.signal.aborted) throw context.signal.reason;
+    return protocol.success(spec.method.output, output, context.responseHeader, context.responseTrailer);
+  } catch (err) {
+    return protocol.failure(ConnectError.from(err), context.responseHeader);
+  } finally {
+    context.abort(CALL_DONE);
+  }
+}
+
+/** Reads a whole body up to a limit; resolves undefined when it is over the limit. */
+function readBody(stream: NodeJS.ReadableStream, limit: number): Promise<Buffer | undefined> {
+  return new Promise((done) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let over = false;
+    stream.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) over = true;
+      else chunks.push(chunk);
+    });
+    stream.on("end", () => done(over ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
+    stream.on("error", () => done(undefined));
+  });
+}
+
+const oversize = (max: number) => connectErrorFor("RESOURCE_EXHAUSTED", Code.ResourceExhausted, `message is larger than the limit ${max}`);
+
+/**
+ * Builds the fast path over the unary methods of the router's services. Each adapter returns false when
+ * it declines a request (the caller then hands it to connect-node).
+ */
+export function createUnaryFastPath(specs: ReadonlyMap<string, UnarySpec>, opts: FastPathOptions) {
+  // A whole unary body: the message plus a gRPC envelope header, and a margin for Connect JSON.
+  const bodyLimit = opts.readMaxBytes + 5;
+  return {
+    /** HTTP/2 streams, before Node's compatibility layer. */
+    h2(stream: ServerHttp2Stream, raw: IncomingHttpHeaders): boolean {
+      const path = raw[":path"] as string;
+      const spec = specs.get(path);
+      if (!spec) return false;
+      const protocol = detect(raw[":method"], (n) => raw[n] as string | undefined, true);
+      if (!protocol) return false;
+      stream.on("error", () => {});
+      const cancelled = new AbortController();
+      stream.once("aborted", () => cancelled.abort(new ConnectError("the client cancelled the call", Code.Canceled)));
+      void readBody(stream, bodyLimit)
+        .then((body) =>
+          body === undefined
+            ? protocol.failure(oversize(opts.readMaxBytes), new Headers())
+            : run(protocol, spec, raw, path, stream.session?.socket?.remoteAddress ?? "", body, cancelled.signal, opts),
+        )
+        .then((res) => {
+          if (stream.destroyed || stream.closed) return;
+          const trailers = res.trailers;
+          const ends = res.body === undefined;
+          stream.respond({ ":status": res.status, ...res.headers }, { endStream: ends, waitForTrailers: !ends && trailers !== undefined });
+          if (trailers) stream.once("wantTrailers", () => stream.sendTrailers(trailers));
+          if (!ends) stream.end(res.body);
+        });
+      return true;
+    },
+
+    /** HTTP/1.1 requests (gRPC-web and Connect; gRPC needs HTTP/2). */
+    h1(req: IncomingMessage, res: ServerResponse): boolean {
+      const path = (req.url ?? "").split("?", 1)[0];
+      const spec = specs.get(path);
+      if (!spec || req.url !== path) return false;
+      const protocol = detect(req.method, (n) => req.headers[n] as string | undefined, false);
+      if (!protocol) return false;
+      const cancelled = new AbortController();
+      res.once("close", () => {
+        if (!res.writableFinished) cancelled.abort(new ConnectError("the client cancelled the call", Code.Canceled));
+      });
+      void readBody(req, bodyLimit)
+        .then((body) =>
+          body === undefined
+            ? protocol.failure(oversize(opts.readMaxBytes), new Headers())
+            : run(protocol, spec, req.headers, path, req.socket.remoteAddress ?? "", body, cancelled.signal, opts),
+        )
+        .then((wire) => {
+          if (res.destroyed) return;
+          res.writeHead(wire.status, wire.headers);
+          res.end(wire.body);
+        });
+      return true;
+    },
+  };
+}
