@@ -1,0 +1,41 @@
+# syntax=docker/dockerfile:1
+#
+# The service runs its TypeScript sources as they are (Node 24 strips the types), so nothing is compiled
+# for it. The build stage exists for the web console, which Vite builds into web/dist; the runtime stage
+# gets production dependencies only, the sources, the generated code and that build.
+#
+#   docker build -t user-service .
+#   docker run -p 8080:8080 -e JWT_SECRET=... -e DATABASE_URL=postgres://... user-service
+
+ARG NODE_IMAGE=node:24-bookworm-slim
+
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY . .
+# `--if-present` and the empty directory keep this stage (and the COPY from it) working for a checkout
+# whose package.json has no console to build.
+RUN mkdir -p web/dist && npm run --if-present build:web
+
+FROM ${NODE_IMAGE} AS runtime
+WORKDIR /app
+# Production: JWT_SECRET (or JWT_PRIVATE_KEY_FILE) is required, and the service listens on every interface.
+ENV NODE_ENV=production \
+    HOST=0.0.0.0 \
+    PORT=8080
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY gen ./gen
+COPY src ./src
+COPY --from=build /app/web/dist ./web/dist
+# The image's `node` user, by number, so Kubernetes' runAsNonRoot can verify it is not root. The files
+# above stay owned by root: the process cannot modify its own code.
+USER 1000:1000
+EXPOSE 8080
+# Slim images have no curl; Node's fetch asks /readyz (database answers, migrations applied, not stopping).
+# Kubernetes ignores this and uses the gRPC probes in deploy/deployment.yaml.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/readyz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+# Exec form: node is PID 1 and receives SIGTERM itself, which starts the graceful shutdown.
+CMD ["node", "src/main.ts"]
