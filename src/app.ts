@@ -34,6 +34,7 @@ import { createLogger } from "./logger.ts";
 import { createHealthService, startHealth } from "./ops/health.ts";
 import { createMetrics, createMetricsRoute, pgPoolStats } from "./ops/metrics.ts";
 import { createMetricsInterceptor } from "./ops/metrics-interceptor.ts";
+import { startTracing } from "./ops/tracing.ts";
 import { reflectionServices, registerReflection } from "./ops/reflection.ts";
 import { type HttpRoute, listen } from "./server.ts";
 import { createRpcHandler } from "./transport/rpc-handler.ts";
@@ -43,6 +44,7 @@ import { createUserQueries } from "./users/user-queries.ts";
 import { createWatchUsers } from "./users/watch/watch-users.ts";
 import { startPruner } from "./changes/change-pruner.ts";
 import { createUserService } from "./users/user.service.ts";
+import { createStaticRoute } from "./web/static-route.ts";
 
 /** A running service. */
 export interface App {
@@ -74,7 +76,10 @@ function jwtSecretFor(config: Config): string {
 async function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
-    return await Promise.race([work, new Promise<never>((_, fail) => (timer = setTimeout(() => fail(new Error("timeout")), ms)))]);
+    return await Promise.race([
+      work,
+      new Promise<never>((_, fail) => (timer = setTimeout(() => fail(new Error("timeout")), ms))),
+    ]);
   } finally {
     clearTimeout(timer);
   }
@@ -128,7 +133,11 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     password: config.adminPassword,
     announce:
       opts.announceAdmin ??
-      ((email, pw) => log.warn({ email }, pw ? `created admin ${email} with generated password: ${pw} (shown once)` : "created admin")),
+      ((email, pw) =>
+        log.warn(
+          { email },
+          pw ? `created admin ${email} with generated password: ${pw} (shown once)` : "created admin",
+        )),
   });
 
   const databaseAnswers = async () => {
@@ -144,6 +153,8 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     pools: { orm: pgPoolStats(await orm.em.getConnection().getNativeClient()), queries: pgPoolStats(pool) },
   });
 
+  // Only when an OTLP endpoint is configured: otherwise no OpenTelemetry code is even loaded.
+  const tracing = config.tracing ? await startTracing(config.tracing, log) : undefined;
   const shutdown = new AbortController();
   const validator = createValidator();
   const routes = (router: ConnectRouter) => {
@@ -159,30 +170,41 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     );
     router.service(
       AuthService,
-      createAuthService({ users, sessions, accessTokens, lockout: createLoginLockout(pool), allowSignup: config.allowSignup }),
+      createAuthService({
+        users,
+        sessions,
+        accessTokens,
+        lockout: createLoginLockout(pool),
+        allowSignup: config.allowSignup,
+      }),
     );
     router.service(Health, createHealthService(health));
     registerReflection(router, [UserService, AuthService, Health]);
   };
-  const { handle: rpc, grpcFastPath } = createRpcHandler(routes, {
-    interceptors: [
-      createMetricsInterceptor(metrics),
-      createLoggingInterceptor({ log }),
-      createErrorsInterceptor({ log }),
-      createRateLimitInterceptor({
-        ratePerSecond: config.rateLimitPerSecond,
-        burst: config.rateLimitBurst,
-        trustProxy: config.trustProxy,
-      }),
-      createAuthInterceptor({
-        verify: createCallerVerifier({ accessTokens, statuses }),
-        publicServices: [Health, ...reflectionServices].map((s) => s.typeName),
-      }),
-      createValidationInterceptor({ validator }),
-    ],
-    readMaxBytes: config.maxMessageBytes,
-    shutdownSignal: shutdown.signal,
-  });
+  const { handle: rpc, h2Stream } = createRpcHandler(
+    routes,
+    {
+      interceptors: [
+        ...(tracing ? [tracing.interceptor] : []),
+        createMetricsInterceptor(metrics),
+        createLoggingInterceptor({ log }),
+        createErrorsInterceptor({ log }),
+        createRateLimitInterceptor({
+          ratePerSecond: config.rateLimitPerSecond,
+          burst: config.rateLimitBurst,
+          trustProxy: config.trustProxy,
+        }),
+        createAuthInterceptor({
+          verify: createCallerVerifier({ accessTokens, statuses }),
+          publicServices: [Health, ...reflectionServices].map((s) => s.typeName),
+        }),
+        createValidationInterceptor({ validator }),
+      ],
+      readMaxBytes: config.maxMessageBytes,
+      shutdownSignal: shutdown.signal,
+    },
+    config.unaryFastPath,
+  );
 
   const httpRoutes: HttpRoute[] = [
     createJwksRoute(signingKeys),
@@ -201,16 +223,20 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
       return true;
     },
     createMetricsRoute(metrics),
+    createStaticRoute(),
   ];
 
   const server = await listen({
     host: config.host,
     port: config.port,
     rpc,
-    h2Stream: config.grpcFastPath ? grpcFastPath : undefined,
+    h2Stream,
     routes: httpRoutes,
     corsAllowedOrigins: config.corsAllowedOrigins,
-    tls: config.tlsCertFile && config.tlsKeyFile ? { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile } : undefined,
+    tls:
+      config.tlsCertFile && config.tlsKeyFile
+        ? { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile }
+        : undefined,
   });
   const url = `${config.tlsCertFile ? "https" : "http"}://${config.host.includes(":") ? `[${config.host}]` : config.host}:${server.port}`;
   log.info({ url }, "listening");
@@ -234,6 +260,8 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
           await server.drained(500);
         }
         server.destroyConnections();
+        // Every call has ended, so every span has: send them before the process goes.
+        await tracing?.shutdown();
         stopPruner();
         await feed.close();
         await pool.end();

@@ -39,6 +39,8 @@ export interface Config {
   readonly shutdownGraceMs: number;
   readonly changeLogRetentionMs: number;
   readonly watchHeartbeatMs: number;
+  /** OTLP trace export; undefined (and OpenTelemetry never loaded) unless an OTLP endpoint is set. */
+  readonly tracing: TracingConfig | undefined;
   readonly tlsCertFile: string | undefined;
   readonly tlsKeyFile: string | undefined;
   readonly logLevel: "debug" | "info" | "warn" | "error" | "silent";
@@ -46,7 +48,30 @@ export interface Config {
   readonly rateLimitPerSecond: number;
   readonly rateLimitBurst: number;
   readonly trustProxy: boolean;
-  readonly grpcFastPath: boolean;
+  readonly unaryFastPath: boolean;
+}
+
+const samplers = [
+  "parentbased_always_on",
+  "parentbased_always_off",
+  "parentbased_traceidratio",
+  "always_on",
+  "always_off",
+  "traceidratio",
+] as const;
+
+/** Where and how spans are exported, from the standard OpenTelemetry variables (OTLP over HTTP, protobuf). */
+export interface TracingConfig {
+  /** OTEL_EXPORTER_OTLP_TRACES_ENDPOINT as given, or OTEL_EXPORTER_OTLP_ENDPOINT + "/v1/traces". */
+  readonly tracesUrl: string;
+  /** OTEL_EXPORTER_OTLP_HEADERS ("key=value,..."), e.g. a vendor's API key. */
+  readonly headers: Readonly<Record<string, string>>;
+  /** OTEL_SERVICE_NAME; default "user-service". */
+  readonly serviceName: string;
+  /** OTEL_TRACES_SAMPLER; default parentbased_always_on, so a caller's sampling decision is kept. */
+  readonly sampler: (typeof samplers)[number];
+  /** OTEL_TRACES_SAMPLER_ARG: the ratio of the traceidratio samplers, 0..1; default 1. */
+  readonly samplerRatio: number;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -134,6 +159,65 @@ function keyFile(env: Env, name: string, kind: "private" | "public"): KeyObject[
   });
 }
 
+function httpUrl(name: string, raw: string): string {
+  let url: URL | undefined;
+  try {
+    url = new URL(raw);
+  } catch {}
+  if (url?.protocol !== "http:" && url?.protocol !== "https:") {
+    throw new ConfigError(name, `"${raw}" is not an http(s) URL`);
+  }
+  return raw;
+}
+
+/** "k1=v1,k2=v2" with percent-encoded values. Errors never quote a value: these carry API keys. */
+function otlpHeaders(env: Env, name: string): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const [i, entry] of (optional(env, name) ?? "").split(",").entries()) {
+    if (entry.trim() === "") continue;
+    const at = entry.indexOf("=");
+    const key = entry.slice(0, at).trim();
+    let value: string | undefined;
+    try {
+      value = decodeURIComponent(entry.slice(at + 1).trim());
+    } catch {}
+    if (at < 1 || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(key) || value === undefined) {
+      throw new ConfigError(name, `entry ${i + 1} is not key=value (a header name and a percent-encoded value)`);
+    }
+    headers[key.toLowerCase()] = value;
+  }
+  return headers;
+}
+
+/**
+ * Tracing, on when an OTLP endpoint is set (and OTEL_SDK_DISABLED is not). Every variable is read and
+ * checked even when tracing is off, so a typo fails at start-up rather than on the day it is switched on.
+ */
+function tracingConfig(env: Env): TracingConfig | undefined {
+  const base = optional(env, "OTEL_EXPORTER_OTLP_ENDPOINT");
+  const traces = optional(env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+  const disabled = bool(env, "OTEL_SDK_DISABLED", false);
+  for (const name of ["OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"]) {
+    const protocol = str(env, name, "http/protobuf");
+    if (protocol !== "http/protobuf") throw new ConfigError(name, `"${protocol}" is not supported; use http/protobuf`);
+  }
+  const headers = otlpHeaders(env, "OTEL_EXPORTER_OTLP_HEADERS");
+  const serviceName = str(env, "OTEL_SERVICE_NAME", "user-service");
+  const sampler = str(env, "OTEL_TRACES_SAMPLER", "parentbased_always_on") as TracingConfig["sampler"];
+  if (!samplers.includes(sampler)) {
+    throw new ConfigError("OTEL_TRACES_SAMPLER", `must be one of ${samplers.join(", ")}`);
+  }
+  const ratioRaw = str(env, "OTEL_TRACES_SAMPLER_ARG", "1");
+  const samplerRatio = Number(ratioRaw);
+  if (ratioRaw.trim() === "" || !(samplerRatio >= 0 && samplerRatio <= 1)) {
+    throw new ConfigError("OTEL_TRACES_SAMPLER_ARG", `"${ratioRaw}" is not a ratio between 0 and 1`);
+  }
+  const baseTracesUrl = base && `${httpUrl("OTEL_EXPORTER_OTLP_ENDPOINT", base).replace(/\/+$/, "")}/v1/traces`;
+  const tracesUrl = traces ? httpUrl("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", traces) : baseTracesUrl;
+  if (!tracesUrl || disabled) return undefined;
+  return Object.freeze({ tracesUrl, headers: Object.freeze(headers), serviceName, sampler, samplerRatio });
+}
+
 const logLevels = ["debug", "info", "warn", "error", "silent"] as const;
 
 /** Validates the environment; throws ConfigError on the first bad value. */
@@ -203,6 +287,7 @@ export function loadConfig(env: Env): Config {
     rateLimitPerSecond: int(env, "RATE_LIMIT_PER_SECOND", 10, 1, 1_000_000),
     rateLimitBurst: int(env, "RATE_LIMIT_BURST", 30, 1, 1_000_000),
     trustProxy: bool(env, "TRUST_PROXY", false),
-    grpcFastPath: bool(env, "GRPC_FAST_PATH", true),
+    tracing: tracingConfig(env),
+    unaryFastPath: bool(env, "UNARY_FAST_PATH", true),
   });
 }
