@@ -12,7 +12,7 @@ ARG NODE_IMAGE=node:24-bookworm-slim
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+RUN npm install --no-audit --no-fund
 COPY . .
 # `--if-present` and the empty directory keep this stage (and the COPY from it) working for a checkout
 # whose package.json has no console to build.
@@ -25,7 +25,7 @@ ENV NODE_ENV=production \
     HOST=0.0.0.0 \
     PORT=8080
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+RUN npm install --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY gen ./gen
 COPY src ./src
 COPY --from=build /app/web/dist ./web/dist
