@@ -7,8 +7,21 @@
 import type { UserSnapshot } from "../../changes/change-log.ts";
 import type { Comparator, Condition, Filter } from "../list/index.ts";
 
+/**
+ * A UTF-16 code unit moved so that code-unit order becomes code-point order: JavaScript's `<` compares
+ * code units, which puts U+E000..U+FFFF after every astral character (a surrogate), while `collate "C"`
+ * on UTF-8 sorts by code point (ListUsers would say "😀" > "\uFFFD" and a watcher the opposite).
+ */
+const inCodePointOrder = (c: number) => (c >= 0xe000 ? c - 0x800 : c >= 0xd800 ? c + 0x2000 : c);
+
 function compare(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x !== y) return inCodePointOrder(x) < inCodePointOrder(y) ? -1 : 1;
+  }
+  return a.length < b.length ? -1 : a.length > b.length ? 1 : 0;
 }
 
 function holds(cmp: Comparator, order: number): boolean {
