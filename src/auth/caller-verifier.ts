@@ -9,7 +9,11 @@ import { type AccessTokens, invalidToken, type TokenClaims } from "./tokens.ts";
 import type { UserStatusCache } from "./user-status-cache.ts";
 
 /** Builds the verifier used by the auth interceptor. */
-export function createCallerVerifier(deps: { accessTokens: AccessTokens; statuses: UserStatusCache; cacheSize?: number }) {
+export function createCallerVerifier(deps: {
+  accessTokens: AccessTokens;
+  statuses: UserStatusCache;
+  cacheSize?: number;
+}) {
   const max = deps.cacheSize ?? 10_000;
   const verified = new Map<string, TokenClaims>();
   return async (token: string): Promise<Caller> => {
@@ -24,7 +28,7 @@ export function createCallerVerifier(deps: { accessTokens: AccessTokens; statuse
       verified.set(token, claims);
     }
     const status = await deps.statuses.get(claims.userId);
-    if (!status || status.state !== "active" || claims.issuedAtMs < status.tokensValidAfterMs) {
+    if (status?.state !== "active" || claims.issuedAtMs < status.tokensValidAfterMs) {
       // Same answer as a forged token: a caller learns nothing about whether the user exists.
       throw invalidToken();
     }

@@ -29,7 +29,12 @@ export function createJwksRoute(keys: SigningKeys) {
       res.end("method not allowed\n");
       return true;
     }
-    const headers = { "content-type": "application/jwk-set+json", "cache-control": CACHE_CONTROL, etag, "x-content-type-options": "nosniff" };
+    const headers = {
+      "content-type": "application/jwk-set+json",
+      "cache-control": CACHE_CONTROL,
+      etag,
+      "x-content-type-options": "nosniff",
+    };
     if (req.headers["if-none-match"] === etag) {
       res.writeHead(304, headers);
       res.end();

@@ -44,7 +44,8 @@ export function algorithmOf(key: KeyObject): "RS256" | "ES256" {
 export function jwkThumbprint(publicKey: KeyObject): string {
   const jwk = publicKey.export({ format: "jwk" });
   // Only the required members, in lexicographic order, no whitespace (RFC 7638 §3.2).
-  const members = jwk.kty === "RSA" ? { e: jwk.e, kty: jwk.kty, n: jwk.n } : { crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y };
+  const members =
+    jwk.kty === "RSA" ? { e: jwk.e, kty: jwk.kty, n: jwk.n } : { crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y };
   return createHash("sha256").update(JSON.stringify(members)).digest("base64url");
 }
 

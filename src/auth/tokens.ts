@@ -59,7 +59,10 @@ function claimsOf(payload: jwt.JwtPayload | string): TokenClaims | undefined {
   ) {
     return undefined;
   }
-  const iatMs = typeof payload.iat_ms === "number" && Math.floor(payload.iat_ms / 1000) === payload.iat ? payload.iat_ms : payload.iat * 1000;
+  const iatMs =
+    typeof payload.iat_ms === "number" && Math.floor(payload.iat_ms / 1000) === payload.iat
+      ? payload.iat_ms
+      : payload.iat * 1000;
   return {
     userId: payload.sub,
     admin: payload.role === "ROLE_ADMIN",
@@ -79,17 +82,27 @@ export function createAccessTokens(opts: TokenOptions) {
       const token = jwt.sign(
         { sub: userId, role: admin ? "ROLE_ADMIN" : "ROLE_USER", iat, exp, jti: randomUUID(), iat_ms: now },
         signing.key,
-        { algorithm: signing.algorithm, issuer: opts.issuer, audience: opts.audience, ...(signing.kid ? { keyid: signing.kid } : {}) },
+        {
+          algorithm: signing.algorithm,
+          issuer: opts.issuer,
+          audience: opts.audience,
+          ...(signing.kid ? { keyid: signing.kid } : {}),
+        },
       );
       return { token, expiresAt: new Date(exp * 1000) };
     },
     verify(token: string): TokenClaims {
       const decoded = jwt.decode(token, { complete: true });
-      const key = decoded && typeof decoded.header === "object" ? opts.keys.verificationKey(decoded.header.kid) : undefined;
+      const key =
+        decoded && typeof decoded.header === "object" ? opts.keys.verificationKey(decoded.header.kid) : undefined;
       if (!key) throw invalidToken();
       let payload: jwt.JwtPayload | string;
       try {
-        payload = jwt.verify(token, key.key, { algorithms: [key.algorithm], issuer: opts.issuer, audience: opts.audience });
+        payload = jwt.verify(token, key.key, {
+          algorithms: [key.algorithm],
+          issuer: opts.issuer,
+          audience: opts.audience,
+        });
       } catch {
         throw invalidToken();
       }

@@ -7,7 +7,7 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { isDatabaseUnavailable } from "../db/errors.ts";
-import { connectErrorFor, ERROR_DOMAIN, ServiceError, toConnectError } from "../errors.ts";
+import { connectErrorFor, ERROR_DOMAIN, type FieldViolation, ServiceError, toConnectError } from "../errors.ts";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 
 /** The contract's name for a status code (`UNAVAILABLE`, `DEADLINE_EXCEEDED`, ...). */
@@ -15,9 +15,29 @@ export function codeName(code: Code): string {
   return Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
 }
 
+// Errors travel in HTTP/2 headers and trailers, which peers cap (often at 16 KB): an error that echoes a
+// huge request (thousands of bad ids, mask paths, a 100 KB label key) would kill the stream instead of
+// informing the caller. So message and field violations are bounded here, where every error passes.
+const MAX_MESSAGE_CHARS = 1024;
+const MAX_VIOLATIONS = 50;
+const MAX_VIOLATION_CHARS = 256;
+
+const clip = (s: string, max: number) => (s.length > max ? `${s.slice(0, max - 1)}…` : s);
+
+/** The error with its message and field violations cut to sizes every transport can carry. */
+export function bounded(err: ServiceError): ServiceError {
+  const long = (v: FieldViolation) => v.field.length > MAX_VIOLATION_CHARS || v.description.length > MAX_VIOLATION_CHARS;
+  const small = err.message.length <= MAX_MESSAGE_CHARS && err.violations.length <= MAX_VIOLATIONS;
+  if (small && !err.violations.some(long)) return err;
+  const violations = err.violations
+    .slice(0, MAX_VIOLATIONS)
+    .map((v) => ({ field: clip(v.field, MAX_VIOLATION_CHARS), description: clip(v.description, MAX_VIOLATION_CHARS) }));
+  return new ServiceError(err.reason, clip(err.message, MAX_MESSAGE_CHARS), { violations, retryAfterMs: err.retryAfterMs });
+}
+
 /** Maps any thrown value to the ConnectError the caller sees. */
 export function toWireError(err: unknown, log: Logger, method: string): ConnectError {
-  if (err instanceof ServiceError) return toConnectError(err);
+  if (err instanceof ServiceError) return toConnectError(bounded(err));
   if (err instanceof ConnectError) {
     if (err.findDetails(ErrorInfoSchema).some((d) => d.domain === ERROR_DOMAIN)) return err;
     const withInfo = connectErrorFor(codeName(err.code), err.code, err.rawMessage, { metadata: {} });

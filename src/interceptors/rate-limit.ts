@@ -1,7 +1,9 @@
 /**
  * Per-client rate limit for the public methods (sign-up, login, refresh, logout): a token bucket per client
- * address, answering RATE_LIMITED with RetryInfo. The client address is the socket's peer, or the first
- * X-Forwarded-For entry when TRUST_PROXY says a proxy in front sets it. Buckets live in the process: a
+ * address, answering RATE_LIMITED with RetryInfo. The client address is the socket's peer, or the last
+ * X-Forwarded-For entry when TRUST_PROXY says a proxy in front sets it: that proxy appends the address it
+ * saw, while every earlier entry is whatever the client chose to send (trusting the first would let a
+ * client pick a fresh bucket per request). Buckets live in the process: a
  * deployment of N replicas behind a balancer allows up to N times the rate, which the README states.
  */
 import type { Interceptor } from "@connectrpc/connect";
@@ -18,11 +20,11 @@ export interface RateLimitOptions {
   maxClients?: number;
 }
 
-/** The client address of a call. */
+/** The client address of a call: the peer, or the address the one trusted proxy appended. */
 export function clientAddress(header: Headers, peer: string, trustProxy: boolean): string {
   if (trustProxy) {
-    const first = header.get("x-forwarded-for")?.split(",")[0]?.trim();
-    if (first) return first;
+    const last = header.get("x-forwarded-for")?.split(",").at(-1)?.trim();
+    if (last) return last;
   }
   return peer;
 }

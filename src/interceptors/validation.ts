@@ -1,8 +1,10 @@
 /**
  * Enforces the protovalidate rules declared in the proto on every unary request message, answering
  * INVALID_ARGUMENT with field violations (google.rpc.BadRequest) rather than protovalidate's own detail,
- * because that is what most gRPC clients know how to read. Client-streaming methods validate per message
- * themselves, so that one bad row does not end the stream.
+ * because that is what most gRPC clients know how to read. A server-streaming call has exactly one request
+ * message, which Connect hands interceptors as a stream: it is read and validated here too, before the
+ * handler starts. Client-streaming methods validate per message themselves, so that one bad row does not
+ * end the stream.
  */
 import { pathToString } from "@bufbuild/protobuf/reflect";
 import { createValidator, type Validator, type Violation } from "@bufbuild/protovalidate";
@@ -18,10 +20,25 @@ export function toFieldViolations(violations: readonly Violation[]): FieldViolat
 export function createValidationInterceptor(opts: { validator?: Validator } = {}): Interceptor {
   const validator = opts.validator ?? createValidator();
   return (next) => async (req) => {
-    if (!req.stream) {
-      const result = validator.validate(req.method.input, req.message);
+    const check = (message: Parameters<Validator["validate"]>[1]) => {
+      const result = validator.validate(req.method.input, message);
       if (result.kind === "invalid") throw invalidArgument(toFieldViolations(result.error.violations));
       if (result.kind === "error") throw result.error;
+    };
+    if (!req.stream) {
+      check(req.message);
+    } else if (req.method.methodKind === "server_streaming") {
+      const messages = req.message[Symbol.asyncIterator]();
+      const first = await messages.next();
+      if (!first.done) check(first.value);
+      const rest = { [Symbol.asyncIterator]: () => messages };
+      return next({
+        ...req,
+        message: (async function* () {
+          if (!first.done) yield first.value;
+          yield* rest;
+        })(),
+      });
     }
     return next(req);
   };

@@ -66,7 +66,10 @@ export function keyDir() {
 /** RFC 7638 thumbprint, computed here independently of the service's code. */
 export function thumbprint(key: KeyObject): string {
   const j = (key.type === "private" ? createPublicKey(key) : key).export({ format: "jwk" });
-  const canonical = j.kty === "RSA" ? `{"e":"${j.e}","kty":"RSA","n":"${j.n}"}` : `{"crv":"${j.crv}","kty":"EC","x":"${j.x}","y":"${j.y}"}`;
+  const canonical =
+    j.kty === "RSA"
+      ? `{"e":"${j.e}","kty":"RSA","n":"${j.n}"}`
+      : `{"crv":"${j.crv}","kty":"EC","x":"${j.x}","y":"${j.y}"}`;
   return createHash("sha256").update(canonical).digest("base64url");
 }
 
@@ -79,16 +82,24 @@ export type ForgedAlg = "HS256" | "RS256" | "RS384" | "PS256" | "ES256" | "ES384
  * Signs `claims` with `key` under `alg`, with `header` merged into the JOSE header. HS256 takes a secret
  * (a string or bytes: the classic attack signs with the RSA public key's PEM as the HMAC secret).
  */
-export function signToken(claims: Record<string, unknown>, alg: ForgedAlg, key: KeyObject | string, header: Record<string, unknown> = {}): string {
+export function signToken(
+  claims: Record<string, unknown>,
+  alg: ForgedAlg,
+  key: KeyObject | string,
+  header: Record<string, unknown> = {},
+): string {
   const input = `${b64({ alg, typ: "JWT", ...header })}.${b64(claims)}`;
   let sig: Buffer;
   if (alg === "HS256") {
-    sig = createHmac("sha256", key as string).update(input).digest();
+    sig = createHmac("sha256", key as string)
+      .update(input)
+      .digest();
   } else {
     const hash = `sha${alg.slice(2)}`;
     const k = key as KeyObject;
     if (alg.startsWith("ES")) sig = sign(hash, Buffer.from(input), { key: k, dsaEncoding: "ieee-p1363" });
-    else if (alg.startsWith("PS")) sig = sign(hash, Buffer.from(input), { key: k, padding: 6 /* RSA_PKCS1_PSS_PADDING */, saltLength: 32 });
+    else if (alg.startsWith("PS"))
+      sig = sign(hash, Buffer.from(input), { key: k, padding: 6 /* RSA_PKCS1_PSS_PADDING */, saltLength: 32 });
     else sig = sign(hash, Buffer.from(input), k);
   }
   return `${input}.${sig.toString("base64url")}`;

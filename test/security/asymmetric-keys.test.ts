@@ -11,7 +11,7 @@ import { AuthService } from "../../gen/auth/v1/auth_service_pb.js";
 import { login } from "../helpers/accounts.ts";
 import { clients } from "../helpers/clients.ts";
 import { type GrpcJs, grpcJs } from "../helpers/grpc-js.ts";
-import { headerOf, type KeyPairFiles, keyDir, signToken, thumbprint } from "../helpers/keys.ts";
+import { headerOf, keyDir, signToken, thumbprint } from "../helpers/keys.ts";
 import { ADMIN, JWT_SECRET, startTestServer, type TestServer } from "../helpers/server.ts";
 import { forge, payloadOf, unsigned, validClaims } from "../helpers/tokens.ts";
 import { expectInvalidToken } from "./expect.ts";
@@ -48,7 +48,11 @@ interface JwksAnswer {
 async function jwks(url: string, init: RequestInit = {}): Promise<JwksAnswer> {
   const res = await fetch(`${url}/.well-known/jwks.json`, init);
   const text = await res.text();
-  return { status: res.status, headers: res.headers, keys: res.status === 200 && text ? (JSON.parse(text) as { keys: Record<string, string>[] }).keys : [] };
+  return {
+    status: res.status,
+    headers: res.headers,
+    keys: res.status === 200 && text ? (JSON.parse(text) as { keys: Record<string, string>[] }).keys : [],
+  };
 }
 
 /** Verifies a compact JWS with a published JWK, independently of the service's code. */
@@ -83,7 +87,9 @@ describe("with an RSA key", () => {
     const first = await jwks(rsaServer.url);
     const etag = first.headers.get("etag") ?? "";
     expect(etag).not.toBe("");
-    expect((await fetch(`${rsaServer.url}/.well-known/jwks.json`, { headers: { "if-none-match": etag } })).status).toBe(304);
+    expect((await fetch(`${rsaServer.url}/.well-known/jwks.json`, { headers: { "if-none-match": etag } })).status).toBe(
+      304,
+    );
     const head = await fetch(`${rsaServer.url}/.well-known/jwks.json`, { method: "HEAD" });
     expect([head.status, await head.text()]).toEqual([200, ""]);
     const post = await fetch(`${rsaServer.url}/.well-known/jwks.json`, { method: "POST" });
@@ -92,18 +98,70 @@ describe("with an RSA key", () => {
 
   const kid = () => thumbprint(rsa.publicKey);
   const attacks: { name: string; token: () => string }[] = [
-    { name: "HS256 signed with the RSA public key (PEM) as the HMAC secret", token: () => signToken(validClaims(adminId, "ROLE_ADMIN"), "HS256", rsa.publicPem, { kid: kid() }) },
-    { name: "HS256 with the public key as secret and no kid", token: () => signToken(validClaims(adminId, "ROLE_ADMIN"), "HS256", rsa.publicPem) },
-    { name: "HS256 with the public key's DER as secret", token: () => signToken(validClaims(adminId, "ROLE_ADMIN"), "HS256", rsa.publicKey.export({ type: "spki", format: "der" }).toString("latin1"), { kid: kid() }) },
-    { name: "HS256 with JWT_SECRET (the symmetric default is off)", token: () => forge(validClaims(adminId, "ROLE_ADMIN")) },
-    { name: "RS384 with the right key and kid", token: () => signToken(validClaims(adminId), "RS384", rsa.privateKey, { kid: kid() }) },
-    { name: "PS256 with the right key and kid", token: () => signToken(validClaims(adminId), "PS256", rsa.privateKey, { kid: kid() }) },
-    { name: "RS256 by another key claiming the right kid", token: () => signToken(validClaims(adminId, "ROLE_ADMIN"), "RS256", stranger.privateKey, { kid: kid() }) },
-    { name: "RS256 by another key with its own kid", token: () => signToken(validClaims(adminId, "ROLE_ADMIN"), "RS256", stranger.privateKey, { kid: thumbprint(stranger.publicKey) }) },
-    { name: "RS256 with the right key but no kid", token: () => signToken(validClaims(adminId), "RS256", rsa.privateKey) },
-    { name: "RS256 with the right key and an embedded jwk header", token: () => signToken(validClaims(adminId, "ROLE_ADMIN"), "RS256", stranger.privateKey, { jwk: stranger.publicKey.export({ format: "jwk" }) }) },
-    { name: "alg none with the right kid", token: () => unsigned(validClaims(adminId, "ROLE_ADMIN")).replace(/^[^.]+/, Buffer.from(JSON.stringify({ alg: "none", kid: kid() })).toString("base64url")) },
-    { name: "RS256 with the right key and kid but a wrong aud", token: () => signToken({ ...validClaims(adminId), aud: "other" }, "RS256", rsa.privateKey, { kid: kid() }) },
+    {
+      name: "HS256 signed with the RSA public key (PEM) as the HMAC secret",
+      token: () => signToken(validClaims(adminId, "ROLE_ADMIN"), "HS256", rsa.publicPem, { kid: kid() }),
+    },
+    {
+      name: "HS256 with the public key as secret and no kid",
+      token: () => signToken(validClaims(adminId, "ROLE_ADMIN"), "HS256", rsa.publicPem),
+    },
+    {
+      name: "HS256 with the public key's DER as secret",
+      token: () =>
+        signToken(
+          validClaims(adminId, "ROLE_ADMIN"),
+          "HS256",
+          rsa.publicKey.export({ type: "spki", format: "der" }).toString("latin1"),
+          { kid: kid() },
+        ),
+    },
+    {
+      name: "HS256 with JWT_SECRET (the symmetric default is off)",
+      token: () => forge(validClaims(adminId, "ROLE_ADMIN")),
+    },
+    {
+      name: "RS384 with the right key and kid",
+      token: () => signToken(validClaims(adminId), "RS384", rsa.privateKey, { kid: kid() }),
+    },
+    {
+      name: "PS256 with the right key and kid",
+      token: () => signToken(validClaims(adminId), "PS256", rsa.privateKey, { kid: kid() }),
+    },
+    {
+      name: "RS256 by another key claiming the right kid",
+      token: () => signToken(validClaims(adminId, "ROLE_ADMIN"), "RS256", stranger.privateKey, { kid: kid() }),
+    },
+    {
+      name: "RS256 by another key with its own kid",
+      token: () =>
+        signToken(validClaims(adminId, "ROLE_ADMIN"), "RS256", stranger.privateKey, {
+          kid: thumbprint(stranger.publicKey),
+        }),
+    },
+    {
+      name: "RS256 with the right key but no kid",
+      token: () => signToken(validClaims(adminId), "RS256", rsa.privateKey),
+    },
+    {
+      name: "RS256 with the right key and an embedded jwk header",
+      token: () =>
+        signToken(validClaims(adminId, "ROLE_ADMIN"), "RS256", stranger.privateKey, {
+          jwk: stranger.publicKey.export({ format: "jwk" }),
+        }),
+    },
+    {
+      name: "alg none with the right kid",
+      token: () =>
+        unsigned(validClaims(adminId, "ROLE_ADMIN")).replace(
+          /^[^.]+/,
+          Buffer.from(JSON.stringify({ alg: "none", kid: kid() })).toString("base64url"),
+        ),
+    },
+    {
+      name: "RS256 with the right key and kid but a wrong aud",
+      token: () => signToken({ ...validClaims(adminId), aud: "other" }, "RS256", rsa.privateKey, { kid: kid() }),
+    },
   ];
 
   it.each(attacks)("refuses $name", async ({ token }) => {
@@ -130,14 +188,22 @@ describe("with an EC P-256 key", () => {
     expect(headerOf(token)).toEqual({ alg: "ES256", typ: "JWT", kid: thumbprint(ec.publicKey) });
     const { keys: published } = await jwks(server.url);
     expect(published).toHaveLength(1);
-    expect(published[0]).toMatchObject({ kty: "EC", crv: "P-256", alg: "ES256", use: "sig", kid: thumbprint(ec.publicKey) });
+    expect(published[0]).toMatchObject({
+      kty: "EC",
+      crv: "P-256",
+      alg: "ES256",
+      use: "sig",
+      kid: thumbprint(ec.publicKey),
+    });
     expect(published[0]).not.toHaveProperty("d");
     expect(verifiesWith(token, published[0])).toBe(true);
     const c = (t: string) => clients(server.url, "grpc", () => t).auth.getCurrentUser({});
     expect((await c(token)).user?.email).toBe(ADMIN.email);
     const id = String(payloadOf(token).sub);
     const other = keys.pair("ec");
-    await expectInvalidToken(c(signToken(validClaims(id, "ROLE_ADMIN"), "ES256", other.privateKey, { kid: thumbprint(ec.publicKey) })));
+    await expectInvalidToken(
+      c(signToken(validClaims(id, "ROLE_ADMIN"), "ES256", other.privateKey, { kid: thumbprint(ec.publicKey) })),
+    );
     await expectInvalidToken(c(signToken(validClaims(id), "HS256", ec.publicPem, { kid: thumbprint(ec.publicKey) })));
     await expectInvalidToken(c(signToken(validClaims(id), "RS256", rsa.privateKey, { kid: thumbprint(ec.publicKey) })));
   });
@@ -151,7 +217,10 @@ describe("a key rotation", () => {
       JWT_PRIVATE_KEY_FILE: ec.privateFile,
       JWT_PREVIOUS_PUBLIC_KEY_FILE: rsa.publicFile,
     });
-    const withoutPrevious = await startTestServer({ DATABASE_URL: rsaServer.databaseUrl, JWT_PRIVATE_KEY_FILE: ec.privateFile });
+    const withoutPrevious = await startTestServer({
+      DATABASE_URL: rsaServer.databaseUrl,
+      JWT_PRIVATE_KEY_FILE: ec.privateFile,
+    });
     try {
       const onRotated = (t: string) => clients(rotated.url, "grpc", () => t).auth.getCurrentUser({});
       expect((await onRotated(rsaToken)).user?.id).toBe(adminId);
@@ -164,7 +233,9 @@ describe("a key rotation", () => {
         [thumbprint(rsa.publicKey), "RS256"],
       ]);
       // The previous key verifies only: a token it signs under another algorithm is still refused.
-      await expectInvalidToken(onRotated(signToken(validClaims(adminId), "HS256", rsa.publicPem, { kid: thumbprint(rsa.publicKey) })));
+      await expectInvalidToken(
+        onRotated(signToken(validClaims(adminId), "HS256", rsa.publicPem, { kid: thumbprint(rsa.publicKey) })),
+      );
       // Without the previous key listed, its tokens are dead.
       await expectInvalidToken(clients(withoutPrevious.url, "grpc", () => rsaToken).auth.getCurrentUser({}));
       expect((await clients(withoutPrevious.url, "grpc", () => fresh).auth.getCurrentUser({})).user?.id).toBe(adminId);

@@ -2,7 +2,7 @@
  * The assertions the security suite repeats: how a rejected token, a denied call and a throttled call must
  * look on the wire (status code, ErrorInfo reason, and a message that teaches an attacker nothing).
  */
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, type ConnectError } from "@connectrpc/connect";
 import { expect } from "vitest";
 import { RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { failure } from "../helpers/clients.ts";
@@ -24,11 +24,17 @@ export async function expectInvalidToken(call: Promise<unknown>, token?: string)
 /** Expects PERMISSION_DENIED / PERMISSION_DENIED. */
 export async function expectDenied(call: Promise<unknown>): Promise<void> {
   const f = await failure(call);
-  expect({ code: Code[f.code], reason: f.reason }).toEqual({ code: Code[Code.PermissionDenied], reason: "PERMISSION_DENIED" });
+  expect({ code: Code[f.code], reason: f.reason }).toEqual({
+    code: Code[Code.PermissionDenied],
+    reason: "PERMISSION_DENIED",
+  });
 }
 
 /** Expects RESOURCE_EXHAUSTED with `reason` and a RetryInfo; returns the retry delay in milliseconds. */
-export async function expectRetryLater(call: Promise<unknown>, reason: "ACCOUNT_LOCKED" | "RATE_LIMITED"): Promise<number> {
+export async function expectRetryLater(
+  call: Promise<unknown>,
+  reason: "ACCOUNT_LOCKED" | "RATE_LIMITED",
+): Promise<number> {
   const f = await failure(call);
   expect({ code: Code[f.code], reason: f.reason }).toEqual({ code: Code[Code.ResourceExhausted], reason });
   return retryDelayMs(f.error);

@@ -15,8 +15,8 @@ import { UserService } from "../../gen/user/v1/user_service_pb.js";
 import { adminToken, createMember, type Member } from "../helpers/accounts.ts";
 import { clients, failure } from "../helpers/clients.ts";
 import { type GrpcJs, grpcJs } from "../helpers/grpc-js.ts";
-import { ADMIN, JWT_SECRET, startTestServer, type TestServer } from "../helpers/server.ts";
 import { signToken } from "../helpers/keys.ts";
+import { ADMIN, JWT_SECRET, startTestServer, type TestServer } from "../helpers/server.ts";
 import { forge, payloadOf, unsigned, validClaims, withPayload } from "../helpers/tokens.ts";
 import { expectInvalidToken, INVALID_TOKEN } from "./expect.ts";
 
@@ -52,31 +52,71 @@ const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString("base64url")
 const attacks: { name: string; token: () => string }[] = [
   { name: "alg none, unsigned, claiming admin", token: () => unsigned(validClaims(adminId, "ROLE_ADMIN")) },
   { name: "alg none for the member itself", token: () => unsigned(validClaims(member.user.id)) },
-  { name: "alg None (capitalised)", token: () => `${b64({ alg: "None", typ: "JWT" })}.${b64(validClaims(member.user.id))}.` },
-  { name: "alg none with the real signature kept", token: () => `${b64({ alg: "none" })}.${member.token.split(".")[1]}.${member.token.split(".")[2]}` },
-  { name: "the real header and payload with the signature stripped", token: () => member.token.split(".").slice(0, 2).join(".") + "." },
+  {
+    name: "alg None (capitalised)",
+    token: () => `${b64({ alg: "None", typ: "JWT" })}.${b64(validClaims(member.user.id))}.`,
+  },
+  {
+    name: "alg none with the real signature kept",
+    token: () => `${b64({ alg: "none" })}.${member.token.split(".")[1]}.${member.token.split(".")[2]}`,
+  },
+  {
+    name: "the real header and payload with the signature stripped",
+    token: () => `${member.token.split(".").slice(0, 2).join(".")}.`,
+  },
   { name: "a wrong iss", token: () => forge({ ...validClaims(member.user.id), iss: "https://evil.example" }) },
   { name: "a wrong aud", token: () => forge({ ...validClaims(member.user.id), aud: "another-service" }) },
   { name: "an aud list without ours", token: () => forge({ ...validClaims(member.user.id), aud: ["a", "b"] }) },
   { name: "no exp", token: () => forge({ ...validClaims(member.user.id), exp: undefined }) },
-  { name: "exp as a string", token: () => signToken({ ...validClaims(member.user.id), exp: String(now() + 3600) }, "HS256", JWT_SECRET) },
-  { name: "an expired exp", token: () => forge({ ...validClaims(member.user.id), iat: now() - 7200, exp: now() - 60 }) },
+  {
+    name: "exp as a string",
+    token: () => signToken({ ...validClaims(member.user.id), exp: String(now() + 3600) }, "HS256", JWT_SECRET),
+  },
+  {
+    name: "an expired exp",
+    token: () => forge({ ...validClaims(member.user.id), iat: now() - 7200, exp: now() - 60 }),
+  },
   { name: "nbf in the future", token: () => forge({ ...validClaims(member.user.id), nbf: now() + 3600 }) },
-  { name: "iat in the future", token: () => forge({ ...validClaims(member.user.id), iat: now() + 3600, exp: now() + 7200 }) },
+  {
+    name: "iat in the future",
+    token: () => forge({ ...validClaims(member.user.id), iat: now() + 3600, exp: now() + 7200 }),
+  },
   { name: "no iat", token: () => forge({ ...validClaims(member.user.id), iat: undefined }) },
-  { name: "a payload changed to ROLE_ADMIN, signature kept", token: () => withPayload(member.token, { ...payloadOf(member.token), role: "ROLE_ADMIN" }) },
-  { name: "a payload changed to another subject, signature kept", token: () => withPayload(member.token, { ...payloadOf(member.token), sub: adminId }) },
-  { name: "a payload with exp extended, signature kept", token: () => withPayload(member.token, { ...payloadOf(member.token), exp: now() + 86400 * 365 }) },
-  { name: "one flipped signature byte", token: () => member.token.slice(0, -3) + (member.token.at(-3) === "A" ? "B" : "A") + member.token.slice(-2) },
-  { name: "a signature by another secret", token: () => forge(validClaims(adminId, "ROLE_ADMIN"), { secret: `${JWT_SECRET}-not` }) },
+  {
+    name: "a payload changed to ROLE_ADMIN, signature kept",
+    token: () => withPayload(member.token, { ...payloadOf(member.token), role: "ROLE_ADMIN" }),
+  },
+  {
+    name: "a payload changed to another subject, signature kept",
+    token: () => withPayload(member.token, { ...payloadOf(member.token), sub: adminId }),
+  },
+  {
+    name: "a payload with exp extended, signature kept",
+    token: () => withPayload(member.token, { ...payloadOf(member.token), exp: now() + 86400 * 365 }),
+  },
+  {
+    name: "one flipped signature byte",
+    token: () => member.token.slice(0, -3) + (member.token.at(-3) === "A" ? "B" : "A") + member.token.slice(-2),
+  },
+  {
+    name: "a signature by another secret",
+    token: () => forge(validClaims(adminId, "ROLE_ADMIN"), { secret: `${JWT_SECRET}-not` }),
+  },
   { name: "HS512 with the right secret", token: () => forge(validClaims(member.user.id), { algorithm: "HS512" }) },
-  { name: "a kid header the service never issued", token: () => forge(validClaims(member.user.id)).replace(/^[^.]+/, b64({ alg: "HS256", typ: "JWT", kid: "../../dev/null" })) },
+  {
+    name: "a kid header the service never issued",
+    token: () =>
+      forge(validClaims(member.user.id)).replace(/^[^.]+/, b64({ alg: "HS256", typ: "JWT", kid: "../../dev/null" })),
+  },
   { name: "a user id that never existed", token: () => forge(validClaims(randomUUID())) },
   { name: "a user id that never existed, as admin", token: () => forge(validClaims(randomUUID(), "ROLE_ADMIN")) },
   { name: "a subject that is not a UUID", token: () => forge(validClaims("' or 1=1 --")) },
   { name: "garbage", token: () => "garbage" },
   { name: "three empty parts", token: () => ".." },
-  { name: "base64 of non-JSON parts", token: () => `${Buffer.from("{not json").toString("base64url")}.${Buffer.from("[1,2").toString("base64url")}.AAAA` },
+  {
+    name: "base64 of non-JSON parts",
+    token: () => `${Buffer.from("{not json").toString("base64url")}.${Buffer.from("[1,2").toString("base64url")}.AAAA`,
+  },
   { name: "a header-only token", token: () => member.token.split(".")[0] },
   { name: "a real token with trailing junk", token: () => `${member.token}x` },
   { name: "8 KB of junk", token: () => "A".repeat(8192) },
@@ -97,7 +137,11 @@ describe("a forged or broken access token", () => {
   it("changes nothing: an UpdateUser with a tampered admin token leaves the row alone", async () => {
     const tampered = withPayload(member.token, { ...payloadOf(member.token), role: "ROLE_ADMIN" });
     await expectInvalidToken(
-      grpc.call(updateUser, { user: { id: member.user.id, displayName: "pwned" }, updateMask: { paths: ["display_name"] } }, tampered),
+      grpc.call(
+        updateUser,
+        { user: { id: member.user.id, displayName: "pwned" }, updateMask: { paths: ["display_name"] } },
+        tampered,
+      ),
     );
     expect((await grpc.call(getUser, { userId: member.user.id }, admin)).user?.displayName).not.toBe("pwned");
   });
@@ -112,12 +156,18 @@ describe("a token sent the wrong way", () => {
   const missing = /^(invalid or revoked token|missing bearer token in the authorization header)$/;
   const cases: { name: string; headers: () => Record<string, string> }[] = [
     { name: "in x-authorization", headers: () => ({ "x-authorization": `Bearer ${member.token}` }) },
-    { name: "as Authorization: Basic with the admin's credentials", headers: () => ({ authorization: `Basic ${Buffer.from(`${ADMIN.email}:${ADMIN.password}`).toString("base64")}` }) },
+    {
+      name: "as Authorization: Basic with the admin's credentials",
+      headers: () => ({ authorization: `Basic ${Buffer.from(`${ADMIN.email}:${ADMIN.password}`).toString("base64")}` }),
+    },
     { name: "as Authorization: Basic with the token", headers: () => ({ authorization: `Basic ${member.token}` }) },
     { name: "without a scheme", headers: () => ({ authorization: member.token }) },
     { name: "as Authorization: Token", headers: () => ({ authorization: `Token ${member.token}` }) },
     { name: "as a bare Bearer", headers: () => ({ authorization: "Bearer" }) },
-    { name: "as two tokens in one header", headers: () => ({ authorization: `Bearer ${member.token} ${member.token}` }) },
+    {
+      name: "as two tokens in one header",
+      headers: () => ({ authorization: `Bearer ${member.token} ${member.token}` }),
+    },
     { name: "in a cookie", headers: () => ({ cookie: `access_token=${member.token}` }) },
   ];
 
@@ -156,7 +206,11 @@ describe("the token of a user changed after it was issued", () => {
     expect((await victim.auth.getCurrentUser({})).user?.id).toBe(m.user.id);
     const started = performance.now();
     // The admin suspends it with another client (grpc-js) on the other server.
-    await grpc.call(updateUser, { user: { id: m.user.id, state: UserState.SUSPENDED }, updateMask: { paths: ["state"] } }, admin);
+    await grpc.call(
+      updateUser,
+      { user: { id: m.user.id, state: UserState.SUSPENDED }, updateMask: { paths: ["state"] } },
+      admin,
+    );
     const onReplica = await timeUntilRefused(() => victim.auth.getCurrentUser({}), started);
     expect(onReplica).toBeLessThan(1000);
     await expectInvalidToken(victim.auth.getCurrentUser({}));
@@ -177,7 +231,8 @@ describe("the token of a user changed after it was issued", () => {
 
   it("of a suspended user stays dead after the user is reactivated (revocation is by issue time)", async () => {
     const m = await createMember(server.url, admin, { prefix: "reactivated" });
-    const set = (state: UserState) => grpc.call(updateUser, { user: { id: m.user.id, state }, updateMask: { paths: ["state"] } }, admin);
+    const set = (state: UserState) =>
+      grpc.call(updateUser, { user: { id: m.user.id, state }, updateMask: { paths: ["state"] } }, admin);
     await set(UserState.SUSPENDED);
     await set(UserState.ACTIVE);
     await expectInvalidToken(grpc.call(getCurrentUser, {}, m.token));
@@ -186,8 +241,18 @@ describe("the token of a user changed after it was issued", () => {
   });
 
   it("of a demoted admin no longer grants admin, at once", async () => {
-    const { user } = await grpc.call(UserService.method.createUser, { user: { email: `admin2-${randomUUID().slice(0, 8)}@example.com`, displayName: "Admin Two", role: 2 }, password: "admin-two-password" }, admin);
-    const { tokens } = await grpc.call(AuthService.method.login, { email: user?.email ?? "", password: "admin-two-password" });
+    const { user } = await grpc.call(
+      UserService.method.createUser,
+      {
+        user: { email: `admin2-${randomUUID().slice(0, 8)}@example.com`, displayName: "Admin Two", role: 2 },
+        password: "admin-two-password",
+      },
+      admin,
+    );
+    const { tokens } = await grpc.call(AuthService.method.login, {
+      email: user?.email ?? "",
+      password: "admin-two-password",
+    });
     const second = tokens?.accessToken ?? "";
     await grpc.call(UserService.method.listUsers, {}, second).catch(() => undefined);
     await grpc.call(updateUser, { user: { id: user?.id, role: 1 }, updateMask: { paths: ["role"] } }, admin);

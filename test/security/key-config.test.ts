@@ -35,12 +35,16 @@ describe("JWT_PRIVATE_KEY_FILE", () => {
     publicKeyEncoding: { type: "spki", format: "pem" },
   }).privateKey;
   const bad: [string, () => string, RegExp][] = [
-    ["a file that does not exist", () => keys.dir + "/missing.pem", /cannot read .*ENOENT/],
+    ["a file that does not exist", () => `${keys.dir}/missing.pem`, /cannot read .*ENOENT/],
     ["a directory", () => keys.dir, /cannot read .*EISDIR/],
     ["a file that is not PEM", () => keys.file("junk.pem", "hello"), /not an unencrypted PEM private key/],
     ["a public key", () => rsa.publicFile, /not an unencrypted PEM private key/],
     ["an encrypted private key", () => keys.file("encrypted.pem", encrypted), /not an unencrypted PEM private key/],
-    ["an Ed25519 key", () => keys.pair("ed25519").privateFile, /ed25519 key; use an RSA \(RS256\) or EC P-256 \(ES256\) key/],
+    [
+      "an Ed25519 key",
+      () => keys.pair("ed25519").privateFile,
+      /ed25519 key; use an RSA \(RS256\) or EC P-256 \(ES256\) key/,
+    ],
     ["an EC P-384 key", () => keys.pair("ec-p384").privateFile, /EC key on secp384r1; ES256 needs P-256/],
     ["a 1024-bit RSA key", () => keys.pair("rsa-1024").privateFile, /1024-bit RSA key; RS256 needs at least 2048 bits/],
   ];
@@ -70,9 +74,13 @@ describe("JWT_PREVIOUS_PUBLIC_KEY_FILE", () => {
 
   it.each([
     ["a file with no PEM block", () => keys.file("empty.pem", "nothing here"), /holds no PEM key/],
-    ["a file that does not exist", () => keys.dir + "/nope.pub", /cannot read/],
+    ["a file that does not exist", () => `${keys.dir}/nope.pub`, /cannot read/],
     ["an Ed25519 public key", () => keys.pair("ed25519").publicFile, /ed25519 key/],
-    ["a PEM block that is not a key", () => keys.file("cert.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"), /not an unencrypted PEM public key/],
+    [
+      "a PEM block that is not a key",
+      () => keys.file("cert.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
+      /not an unencrypted PEM public key/,
+    ],
   ])("refuses %s", (_name, file, message) => {
     const err = configError({ JWT_PRIVATE_KEY_FILE: rsa.privateFile, JWT_PREVIOUS_PUBLIC_KEY_FILE: file() });
     expect(err.variable).toBe("JWT_PREVIOUS_PUBLIC_KEY_FILE");
@@ -88,11 +96,16 @@ describe("the service process", () => {
   it("exits 2 with one line naming the variable when the key file is unusable", async () => {
     const main = resolve("src/main.ts");
     const result = await new Promise<{ code: number | null; stderr: string; stdout: string }>((done) => {
-      const child = execFile(process.execPath, [main], {
-        cwd: keys.dir,
-        env: { PATH: process.env.PATH, JWT_PRIVATE_KEY_FILE: keys.pair("ed25519").privateFile, DATA_DIR: keys.dir },
-        timeout: 50_000,
-      }, (_err, stdout, stderr) => done({ code: child.exitCode, stdout, stderr }));
+      const child = execFile(
+        process.execPath,
+        [main],
+        {
+          cwd: keys.dir,
+          env: { PATH: process.env.PATH, JWT_PRIVATE_KEY_FILE: keys.pair("ed25519").privateFile, DATA_DIR: keys.dir },
+          timeout: 50_000,
+        },
+        (_err, stdout, stderr) => done({ code: child.exitCode, stdout, stderr }),
+      );
     });
     expect(result.code).toBe(2);
     expect(result.stderr.trim().split("\n")).toHaveLength(1);
