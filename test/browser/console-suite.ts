@@ -11,7 +11,7 @@ import { ensureWebBuilt } from "../../src/web/ensure-built.ts";
 import { type Clients, clients } from "../helpers/clients.ts";
 import { ADMIN, startTestServer, type TestServer } from "../helpers/server.ts";
 import { launchChromium, screenshotOnFailure, skipWithoutChromium, type TestBrowser } from "./chromium.ts";
-import { cell, dialog, fieldError, fillUserForm, row, signIn, waitForText } from "./console-page.ts";
+import { cell, dialog, fieldError, fillUserForm, LIVE_MS, row, signIn, waitForText } from "./console-page.ts";
 import { type RpcRequest, recordRpcs, resumeTokenOf } from "./rpc-log.ts";
 import { startTcpProxy, type TcpProxy } from "./tcp-proxy.ts";
 
@@ -113,11 +113,11 @@ export function describeConsole(transport: "grpc-web" | "connect"): void {
         user: { id: ada.id, displayName: "Countess of Lovelace" },
         updateMask: { paths: ["display_name"] },
       });
-      await waitForText(cell(page, email, "display_name"), "Countess of Lovelace", 1000);
+      await waitForText(cell(page, email, "display_name"), "Countess of Lovelace", LIVE_MS);
       expect(Date.now() - start).toBeLessThan(1000);
       start = Date.now();
       await other.users.createUser({ user: { email: `grace-${transport}@example.com`, displayName: "Grace Hopper" } });
-      await waitForText(cell(page, `grace-${transport}@example.com`, "display_name"), "Grace Hopper", 1000);
+      await waitForText(cell(page, `grace-${transport}@example.com`, "display_name"), "Grace Hopper", LIVE_MS);
       expect(Date.now() - start).toBeLessThan(1000);
       await page
         .getByRole("list", { name: "Live changes" })
@@ -202,7 +202,7 @@ export function describeConsole(transport: "grpc-web" | "connect"): void {
         user: { id: ada.id, displayName: "Before the blip" },
         updateMask: { paths: ["display_name"] },
       });
-      await waitForText(cell(page, email, "display_name"), "Before the blip", 1000);
+      await waitForText(cell(page, email, "display_name"), "Before the blip", LIVE_MS);
       const watchesBefore = rpcs.filter((r) => r.method === "WatchUsers").length;
       proxy.cut();
       await other.users.updateUser({

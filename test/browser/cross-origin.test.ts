@@ -9,7 +9,7 @@ import { ensureWebBuilt } from "../../src/web/ensure-built.ts";
 import { clients } from "../helpers/clients.ts";
 import { ADMIN, startTestServer, type TestServer } from "../helpers/server.ts";
 import { launchChromium, screenshotOnFailure, skipWithoutChromium, type TestBrowser } from "./chromium.ts";
-import { cell, dialog, fillUserForm, signIn, waitForText } from "./console-page.ts";
+import { cell, dialog, fillUserForm, LIVE_MS, signIn, waitForText } from "./console-page.ts";
 import { type StaticServer, startStaticServer } from "./static-server.ts";
 
 describe.skipIf(skipWithoutChromium)("the console served from another origin", () => {
@@ -54,7 +54,7 @@ describe.skipIf(skipWithoutChromium)("the console served from another origin", (
         user: { id: user.id, displayName: "Seen live" },
         updateMask: { paths: ["display_name"] },
       });
-      await waitForText(cell(page, email, "display_name"), "Seen live", 1000);
+      await waitForText(cell(page, email, "display_name"), "Seen live", LIVE_MS);
       await page.close();
     });
   }

@@ -9,7 +9,7 @@ import { ensureWebBuilt } from "../../src/web/ensure-built.ts";
 import { clients } from "../helpers/clients.ts";
 import { ADMIN, startTestServer, type TestServer } from "../helpers/server.ts";
 import { launchChromium, screenshotOnFailure, skipWithoutChromium, type TestBrowser } from "./chromium.ts";
-import { cell, signIn, waitForText } from "./console-page.ts";
+import { cell, LIVE_MS, signIn, waitForText } from "./console-page.ts";
 import { type RpcRequest, recordRpcs } from "./rpc-log.ts";
 
 const TTL_SECONDS = 3;
@@ -45,7 +45,7 @@ describe.skipIf(skipWithoutChromium)("the console's session", () => {
     const other = clients(server.url, "connect-h1", () => token);
     token = (await other.auth.login(ADMIN)).tokens?.accessToken ?? "";
     await other.users.createUser({ user: { email: "late@example.com", displayName: "Late" } });
-    await waitForText(cell(page, "late@example.com", "display_name"), "Late", 1000);
+    await waitForText(cell(page, "late@example.com", "display_name"), "Late", LIVE_MS);
 
     await page.getByRole("button", { name: "Apply" }).click();
     await waitForText(page.getByTestId("total"), "2 users");

@@ -11,9 +11,13 @@ export class Migration20261122000300 extends Migration {
     this.addSql('create index users_email_order_idx on users ((lower(email) collate "C"), id)');
     this.addSql('create index users_display_name_order_idx on users ((display_name collate "C"), id)');
     this.addSql("create index users_labels_idx on users using gin (labels jsonb_path_ops)");
+    // StreamUsers and the watch snapshot walk live users in id order; without statistics (right after a
+    // bulk import) the planner otherwise picked the partial email index and sorted every page (~5x slower).
+    this.addSql("create index users_live_id_idx on users (id) where delete_time is null");
   }
 
   override down(): void {
+    this.addSql("drop index users_live_id_idx");
     this.addSql("drop index users_labels_idx");
     this.addSql("drop index users_display_name_order_idx");
     this.addSql("drop index users_email_order_idx");
