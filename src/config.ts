@@ -138,24 +138,30 @@ function unusableKey(key: KeyObject): string | undefined {
   return `is a ${key.asymmetricKeyType} key; use an RSA (RS256) or EC P-256 (ES256) key`;
 }
 
-/** The key in a PEM file, parsed and checked here so a bad file stops start-up with the variable's name. */
-function keyFile(env: Env, name: string, kind: "private" | "public"): KeyObject[] {
-  const file = optional(env, name);
-  if (file === undefined) return [];
-  const text = readKeyFile(name, file);
-  // A public-key file may hold several keys (every key still in rotation); a private key is one.
-  const blocks = kind === "private" ? [text] : (text.match(/-----BEGIN [A-Z0-9 ]+-----[\s\S]*?-----END [A-Z0-9 ]+-----/g) ?? []);
-  if (blocks.length === 0) throw new ConfigError(name, `${file} holds no PEM key`);
-  return blocks.map((pem) => {
-    let key: KeyObject;
-    try {
-      key = kind === "private" ? createPrivateKey(pem) : createPublicKey(pem);
-    } catch {
-      throw new ConfigError(name, `${file} is not an unencrypted PEM ${kind} key`);
-    }
-    const why = unusableKey(key);
-    if (why) throw new ConfigError(name, `${file} ${why}`);
-    return key;
+/**
+ * The keys in PEM files, parsed and checked here so a bad file stops start-up with the variable's name. A
+ * private key is one file holding one key; public keys may be a comma list of files, each holding one or
+ * more keys (every key still in rotation).
+ */
+function keyFiles(env: Env, name: string, kind: "private" | "public"): KeyObject[] {
+  const raw = optional(env, name);
+  if (raw === undefined) return [];
+  const files = kind === "private" ? [raw] : raw.split(",").map((f) => f.trim()).filter((f) => f !== "");
+  return files.flatMap((file) => {
+    const text = readKeyFile(name, file);
+    const blocks = kind === "private" ? [text] : (text.match(/-----BEGIN [A-Z0-9 ]+-----[\s\S]*?-----END [A-Z0-9 ]+-----/g) ?? []);
+    if (blocks.length === 0) throw new ConfigError(name, `${file} holds no PEM key`);
+    return blocks.map((pem) => {
+      let key: KeyObject;
+      try {
+        key = kind === "private" ? createPrivateKey(pem) : createPublicKey(pem);
+      } catch {
+        throw new ConfigError(name, `${file} is not an unencrypted PEM ${kind} key`);
+      }
+      const why = unusableKey(key);
+      if (why) throw new ConfigError(name, `${file} ${why}`);
+      return key;
+    });
   });
 }
 
@@ -227,8 +233,8 @@ export function loadConfig(env: Env): Config {
   if (jwtSecret !== undefined && Buffer.byteLength(jwtSecret) < 32) {
     throw new ConfigError("JWT_SECRET", "must be at least 32 bytes");
   }
-  const [jwtPrivateKey] = keyFile(env, "JWT_PRIVATE_KEY_FILE", "private");
-  const jwtPreviousPublicKeys = keyFile(env, "JWT_PREVIOUS_PUBLIC_KEY_FILE", "public");
+  const [jwtPrivateKey] = keyFiles(env, "JWT_PRIVATE_KEY_FILE", "private");
+  const jwtPreviousPublicKeys = keyFiles(env, "JWT_PREVIOUS_PUBLIC_KEY_FILE", "public");
   if (jwtPreviousPublicKeys.length > 0 && jwtPrivateKey === undefined) {
     throw new ConfigError("JWT_PREVIOUS_PUBLIC_KEY_FILE", "is only used with JWT_PRIVATE_KEY_FILE (the keys of a rotation)");
   }

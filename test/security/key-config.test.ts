@@ -72,6 +72,15 @@ describe("JWT_PREVIOUS_PUBLIC_KEY_FILE", () => {
     expect(config.jwtPreviousPublicKeys.map((k) => k.asymmetricKeyType)).toEqual(["rsa", "ec", "rsa"]);
   });
 
+  it("reads a comma list of files", () => {
+    const other = keys.pair("ec");
+    const config = loadConfig({
+      JWT_PRIVATE_KEY_FILE: rsa.privateFile,
+      JWT_PREVIOUS_PUBLIC_KEY_FILE: `${rsa.publicFile}, ${other.publicFile}`,
+    });
+    expect(config.jwtPreviousPublicKeys.map((k) => k.asymmetricKeyType)).toEqual(["rsa", "ec"]);
+  });
+
   it.each([
     ["a file with no PEM block", () => keys.file("empty.pem", "nothing here"), /holds no PEM key/],
     ["a file that does not exist", () => `${keys.dir}/nope.pub`, /cannot read/],
