@@ -1,8 +1,9 @@
 /**
  * ImportUsers: validates each row on its own (a bad row becomes a failure and never aborts the import),
- * hashes plain passwords or keeps PHC hashes as given, and writes rows in batches of 500, each in its own
- * transaction. The request stream is read one batch ahead at most, so memory stays flat however long the
- * stream, and a slow database slows the client down (backpressure) rather than filling the heap.
+ * hashes plain passwords or keeps PHC hashes as given, and writes rows in batches of 1000, each in its own
+ * transaction. While one batch is written the next is read and validated (the profile showed the server
+ * idle half the time waiting for each insert), but never more than one batch ahead, so memory stays flat
+ * however long the stream, and a slow database slows the client down (backpressure).
  */
 import { randomUUID } from "node:crypto";
 import type { Validator } from "@bufbuild/protovalidate";
@@ -14,7 +15,7 @@ import { toFieldViolations } from "../interceptors/validation.ts";
 import { type ImportRow, insertImportBatch } from "./import.repository.ts";
 import { storedRole } from "./user.mapper.ts";
 
-const BATCH = 500;
+const BATCH = 1000;
 
 type Pending = { row: ImportRow; password?: string };
 
@@ -52,16 +53,26 @@ export async function importUsers(
   let skippedCount = 0;
   const failures: Omit<ImportFailure, "$typeName">[] = [];
   let batch: Pending[] = [];
+  let writing: Promise<void> = Promise.resolve();
 
-  const flush = async () => {
-    if (batch.length === 0) return;
+  const write = async (pending: Pending[]) => {
     const rows = await Promise.all(
-      batch.map(async (p) => (p.password === undefined ? p.row : { ...p.row, passwordHash: await hashPassword(p.password) })),
+      pending.map(async (p) => (p.password === undefined ? p.row : { ...p.row, passwordHash: await hashPassword(p.password) })),
     );
-    batch = [];
     const created = await insertImportBatch(deps.pool, rows);
     createdCount += created.size;
     skippedCount += rows.length - created.size;
+  };
+  /** Starts writing the current batch once the previous one is written (rows stay in stream order). */
+  const flush = async () => {
+    await writing;
+    if (batch.length === 0) return;
+    const pending = batch;
+    batch = [];
+    writing = write(pending);
+    // Observed now so a failing write never becomes an unhandled rejection (which would end the process);
+    // the error still surfaces at the next `await writing`.
+    writing.catch(() => {});
   };
 
   let index = 0;
@@ -88,5 +99,6 @@ export async function importUsers(
     if (batch.length >= BATCH) await flush();
   }
   await flush();
+  await writing;
   return { createdCount, skippedCount, failures };
 }
