@@ -68,7 +68,9 @@ export async function startServer(
 ): Promise<ServerProcess> {
   const port = await freePort();
   const script = kind === "service" ? "src/main.ts" : "bench/baseline-server.ts";
-  const child = spawn(process.execPath, [...nodeArgs, script], {
+  // The service runs with the young-generation cap it is deployed with (package.json start, Dockerfile).
+  const flags = kind === "service" ? ["--max-semi-space-size=16", ...nodeArgs] : nodeArgs;
+  const child = spawn(process.execPath, [...flags, script], {
     cwd: repoRoot,
     env: { ...process.env, ...env, HOST: "127.0.0.1", PORT: String(port), LOG_LEVEL: "warn", SHUTDOWN_GRACE: "1s" },
     stdio: ["ignore", "pipe", "pipe"],

@@ -31,12 +31,13 @@ export interface FastPathOptions {
 // Passed to context.abort() when a call is over: a reason avoids constructing a DOMException per call.
 const CALL_DONE = new ConnectError("call complete", Code.Canceled);
 
-function requestHeaders(raw: IncomingHttpHeaders): Headers {
-  const h = new Headers();
+/** Request headers as a plain record (createHandlerContext builds the one Headers object from it). */
+function requestHeaders(raw: IncomingHttpHeaders): Record<string, string> {
+  const h: Record<string, string> = {};
   for (const k in raw) {
     if (k.charCodeAt(0) === 58 /* ":" */) continue;
     const v = raw[k];
-    if (v !== undefined) h.set(k, Array.isArray(v) ? v.join(", ") : v);
+    if (v !== undefined) h[k] = Array.isArray(v) ? v.join(", ") : v;
   }
   return h;
 }
@@ -49,7 +50,7 @@ async function run(
   path: string,
   peer: string,
   body: Buffer,
-  cancelled: AbortSignal,
+  onCancel: (cancel: () => void) => void,
   opts: FastPathOptions,
 ): Promise<WireResponse> {
   const header = (name: string) => raw[name] as string | undefined;
@@ -64,10 +65,10 @@ async function run(
     requestMethod: "POST",
     url: path,
     timeoutMs: timeout,
-    requestSignal: cancelled,
     requestHeader: requestHeaders(raw),
     contextValues: createContextValues().set(kClientAddress, peer),
   });
+  onCancel(() => context.abort(new ConnectError("the client cancelled the call", Code.Canceled)));
   try {
     const output = await invokeUnaryImplementation(spec, context, input, opts.interceptors);
     if (context.signal.aborted) throw context.signal.reason;
@@ -113,13 +114,15 @@ export function createUnaryFastPath(specs: ReadonlyMap<string, UnarySpec>, opts:
       const protocol = detect(raw[":method"], (n) => raw[n] as string | undefined, true);
       if (!protocol) return false;
       stream.on("error", () => {});
-      const cancelled = new AbortController();
-      stream.once("aborted", () => cancelled.abort(new ConnectError("the client cancelled the call", Code.Canceled)));
+      const onCancel = (cancel: () => void) => {
+        if (stream.aborted) cancel();
+        else stream.once("aborted", cancel);
+      };
       void readBody(stream, bodyLimit)
         .then((body) =>
           body === undefined
             ? protocol.failure(oversize(opts.readMaxBytes), new Headers())
-            : run(protocol, spec, raw, path, stream.session?.socket?.remoteAddress ?? "", body, cancelled.signal, opts),
+            : run(protocol, spec, raw, path, stream.session?.socket?.remoteAddress ?? "", body, onCancel, opts),
         )
         .then((res) => {
           if (stream.destroyed || stream.closed) return;
@@ -139,15 +142,15 @@ export function createUnaryFastPath(specs: ReadonlyMap<string, UnarySpec>, opts:
       if (!spec || req.url !== path) return false;
       const protocol = detect(req.method, (n) => req.headers[n] as string | undefined, false);
       if (!protocol) return false;
-      const cancelled = new AbortController();
-      res.once("close", () => {
-        if (!res.writableFinished) cancelled.abort(new ConnectError("the client cancelled the call", Code.Canceled));
-      });
+      const onCancel = (cancel: () => void) =>
+        res.once("close", () => {
+          if (!res.writableFinished) cancel();
+        });
       void readBody(req, bodyLimit)
         .then((body) =>
           body === undefined
             ? protocol.failure(oversize(opts.readMaxBytes), new Headers())
-            : run(protocol, spec, req.headers, path, req.socket.remoteAddress ?? "", body, cancelled.signal, opts),
+            : run(protocol, spec, req.headers, path, req.socket.remoteAddress ?? "", body, onCancel, opts),
         )
         .then((wire) => {
           if (res.destroyed) return;
