@@ -25,6 +25,9 @@ export function createLoggingInterceptor(opts: { log: Logger }): Interceptor {
     const requestId = incoming && safeRequestId.test(incoming) ? incoming : randomUUID();
     req.contextValues.set(kRequestId, requestId);
     const finish = (err: unknown) => {
+      const internal = err !== undefined && ConnectError.from(err).code === Code.Internal;
+      // Below the log level, build nothing (this runs on every call).
+      if (!opts.log.isLevelEnabled(internal ? "error" : "info")) return;
       const code = err === undefined ? "OK" : codeName(ConnectError.from(err).code);
       const line = {
         method: `${req.service.typeName}/${req.method.name}`,
@@ -34,7 +37,7 @@ export function createLoggingInterceptor(opts: { log: Logger }): Interceptor {
         userId: req.contextValues.get(kCaller)?.userId,
         requestId,
       };
-      if (err !== undefined && ConnectError.from(err).code === Code.Internal) opts.log.error(line, "rpc");
+      if (internal) opts.log.error(line, "rpc");
       else opts.log.info(line, "rpc");
     };
     try {
