@@ -8,21 +8,30 @@
  * Run: node scripts/vendor-protos.ts
  */
 import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
 import { createRequire } from "node:module";
-import type {
-  DescriptorProto,
-  EnumDescriptorProto,
-  FieldDescriptorProto,
-} from "@bufbuild/protobuf/wkt";
+import { dirname, join } from "node:path";
+import type { DescriptorProto, EnumDescriptorProto, FieldDescriptorProto } from "@bufbuild/protobuf/wkt";
 import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 
 const root = join(import.meta.dirname, "..", "third_party");
 const require = createRequire(import.meta.url);
 
 const scalarNames: Record<number, string> = {
-  1: "double", 2: "float", 3: "int64", 4: "uint64", 5: "int32", 6: "fixed64", 7: "fixed32", 8: "bool",
-  9: "string", 12: "bytes", 13: "uint32", 15: "sfixed32", 16: "sfixed64", 17: "sint32", 18: "sint64",
+  1: "double",
+  2: "float",
+  3: "int64",
+  4: "uint64",
+  5: "int32",
+  6: "fixed64",
+  7: "fixed32",
+  8: "bool",
+  9: "string",
+  12: "bytes",
+  13: "uint32",
+  15: "sfixed32",
+  16: "sfixed64",
+  17: "sint32",
+  18: "sint64",
 };
 
 function typeOf(f: FieldDescriptorProto): string {
@@ -59,7 +68,8 @@ function printMessage(m: DescriptorProto, indent: string): string {
     for (const f of oneofFields.get(i) ?? []) out += printField(f, `${inner}  `, true);
     out += `${inner}}\n`;
   });
-  for (const r of m.extensionRange) out += `${inner}extensions ${r.start} to ${r.end >= 536870912 ? "max" : r.end - 1};\n`;
+  for (const r of m.extensionRange)
+    out += `${inner}extensions ${r.start} to ${r.end >= 536870912 ? "max" : r.end - 1};\n`;
   for (const r of m.reservedRange) out += `${inner}reserved ${r.start} to ${r.end - 1};\n`;
   for (const n of m.reservedName) out += `${inner}reserved "${n}";\n`;
   return `${out}${indent}}\n`;
@@ -99,5 +109,8 @@ for (const f of ["status", "error_details", "code"]) {
 }
 copyFrom("grpc-health-check/proto/health/v1/health.proto", "grpc/health/v1/health.proto");
 for (const v of ["v1", "v1alpha"]) {
-  copyFrom(`@grpc/reflection/build/proto/grpc/reflection/${v}/reflection.proto`, `grpc/reflection/${v}/reflection.proto`);
+  copyFrom(
+    `@grpc/reflection/build/proto/grpc/reflection/${v}/reflection.proto`,
+    `grpc/reflection/${v}/reflection.proto`,
+  );
 }

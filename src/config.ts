@@ -132,9 +132,12 @@ function readKeyFile(name: string, file: string): string {
 function unusableKey(key: KeyObject): string | undefined {
   const d = key.asymmetricKeyDetails;
   if (key.asymmetricKeyType === "rsa") {
-    return (d?.modulusLength ?? 0) < 2048 ? `is a ${d?.modulusLength}-bit RSA key; RS256 needs at least 2048 bits` : undefined;
+    return (d?.modulusLength ?? 0) < 2048
+      ? `is a ${d?.modulusLength}-bit RSA key; RS256 needs at least 2048 bits`
+      : undefined;
   }
-  if (key.asymmetricKeyType === "ec") return d?.namedCurve === "prime256v1" ? undefined : `is an EC key on ${d?.namedCurve}; ES256 needs P-256`;
+  if (key.asymmetricKeyType === "ec")
+    return d?.namedCurve === "prime256v1" ? undefined : `is an EC key on ${d?.namedCurve}; ES256 needs P-256`;
   return `is a ${key.asymmetricKeyType} key; use an RSA (RS256) or EC P-256 (ES256) key`;
 }
 
@@ -146,10 +149,17 @@ function unusableKey(key: KeyObject): string | undefined {
 function keyFiles(env: Env, name: string, kind: "private" | "public"): KeyObject[] {
   const raw = optional(env, name);
   if (raw === undefined) return [];
-  const files = kind === "private" ? [raw] : raw.split(",").map((f) => f.trim()).filter((f) => f !== "");
+  const files =
+    kind === "private"
+      ? [raw]
+      : raw
+          .split(",")
+          .map((f) => f.trim())
+          .filter((f) => f !== "");
   return files.flatMap((file) => {
     const text = readKeyFile(name, file);
-    const blocks = kind === "private" ? [text] : (text.match(/-----BEGIN [A-Z0-9 ]+-----[\s\S]*?-----END [A-Z0-9 ]+-----/g) ?? []);
+    const blocks =
+      kind === "private" ? [text] : (text.match(/-----BEGIN [A-Z0-9 ]+-----[\s\S]*?-----END [A-Z0-9 ]+-----/g) ?? []);
     if (blocks.length === 0) throw new ConfigError(name, `${file} holds no PEM key`);
     return blocks.map((pem) => {
       let key: KeyObject;
@@ -236,7 +246,10 @@ export function loadConfig(env: Env): Config {
   const [jwtPrivateKey] = keyFiles(env, "JWT_PRIVATE_KEY_FILE", "private");
   const jwtPreviousPublicKeys = keyFiles(env, "JWT_PREVIOUS_PUBLIC_KEY_FILE", "public");
   if (jwtPreviousPublicKeys.length > 0 && jwtPrivateKey === undefined) {
-    throw new ConfigError("JWT_PREVIOUS_PUBLIC_KEY_FILE", "is only used with JWT_PRIVATE_KEY_FILE (the keys of a rotation)");
+    throw new ConfigError(
+      "JWT_PREVIOUS_PUBLIC_KEY_FILE",
+      "is only used with JWT_PRIVATE_KEY_FILE (the keys of a rotation)",
+    );
   }
   if (jwtSecret === undefined && jwtPrivateKey === undefined && nodeEnv === "production") {
     throw new ConfigError("JWT_SECRET", "is required when NODE_ENV=production (or set JWT_PRIVATE_KEY_FILE)");

@@ -57,7 +57,11 @@ export async function listen(opts: ServerOptions): Promise<ListeningServer> {
       res.end();
     });
   };
-  const { net: server, h1, h2 } = createListener({
+  const {
+    net: server,
+    h1,
+    h2,
+  } = createListener({
     onRequest: handle,
     tls: opts.tls ? { key: readFileSync(opts.tls.keyFile), cert: readFileSync(opts.tls.certFile) } : undefined,
   });

@@ -10,7 +10,10 @@ const PRUNE_LOCK = 0x70727565;
 
 /** The highest seq pruned so far. */
 export async function prunedSeq(pool: pg.Pool): Promise<number> {
-  const { rows } = await pool.query<{ pruned_seq: string }>({ name: "pruned-seq", text: "select pruned_seq from user_changes_horizon" });
+  const { rows } = await pool.query<{ pruned_seq: string }>({
+    name: "pruned-seq",
+    text: "select pruned_seq from user_changes_horizon",
+  });
   return Number(rows[0]?.pruned_seq ?? 0);
 }
 

@@ -122,7 +122,9 @@ export async function startEmbeddedPostgres(
     await pg.start();
   } catch (err) {
     const why = recent.join(" ").replace(/\s+/g, " ").trim().slice(-600);
-    throw new Error(`embedded PostgreSQL did not start${err instanceof Error ? `: ${err.message}` : ""}${why ? ` (${why})` : ""}`);
+    throw new Error(
+      `embedded PostgreSQL did not start${err instanceof Error ? `: ${err.message}` : ""}${why ? ` (${why})` : ""}`,
+    );
   }
   log(`embedded PostgreSQL listening on 127.0.0.1:${port}, data in ${databaseDir}`);
   return {

@@ -27,7 +27,14 @@ export async function createOrm(url: string, poolMax: number): Promise<Orm> {
     clientUrl: url,
     entities: [UserEntity, RefreshTokenEntity],
     extensions: [Migrator],
-    migrations: { path: "src/db/migrations", migrationsList: migrations, transactional: true, allOrNothing: true, silent: true, snapshot: false },
+    migrations: {
+      path: "src/db/migrations",
+      migrationsList: migrations,
+      transactional: true,
+      allOrNothing: true,
+      silent: true,
+      snapshot: false,
+    },
     pool: { min: 0, max: poolMax },
     // Fail fast while the database is away (UNAVAILABLE within seconds, not at the caller's deadline).
     driverOptions: { connectionTimeoutMillis: 2000, query_timeout: 15_000 },

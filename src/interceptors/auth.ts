@@ -2,10 +2,10 @@
  * Enforces the access policy each RPC declares in the proto (`authz.v1.access`). A method without a
  * declaration is denied. Tokens are verified by the function given, so this file knows nothing of JWTs.
  */
-import { getOption, hasOption, type DescMethod } from "@bufbuild/protobuf";
+import { type DescMethod, getOption, hasOption } from "@bufbuild/protobuf";
 import type { Interceptor } from "@connectrpc/connect";
+import { type AccessPolicy, Audience, access } from "../../gen/authz/v1/authz_pb.js";
 import { ServiceError } from "../errors.ts";
-import { access, type AccessPolicy, Audience } from "../../gen/authz/v1/authz_pb.js";
 import { type Caller, kCaller } from "./context.ts";
 
 /** Verifies a bearer token; throws ServiceError UNAUTHENTICATED when it is not good. */
@@ -41,7 +41,10 @@ function fieldAt(message: unknown, path: string): unknown {
 const denied = (why: string) => new ServiceError("PERMISSION_DENIED", why);
 
 /** The interceptor. `extraPolicies` declares services whose protos we do not own (health, reflection). */
-export function createAuthInterceptor(opts: { verify: TokenVerifier; publicServices?: readonly string[] }): Interceptor {
+export function createAuthInterceptor(opts: {
+  verify: TokenVerifier;
+  publicServices?: readonly string[];
+}): Interceptor {
   const publicServices = new Set(opts.publicServices ?? []);
   return (next) => async (req) => {
     if (publicServices.has(req.service.typeName)) return next(req);
@@ -60,7 +63,9 @@ export function createAuthInterceptor(opts: { verify: TokenVerifier; publicServi
         const paths = (fieldAt(req.message, "update_mask.paths") as string[] | undefined) ?? [];
         const forbidden = paths.filter((p) => !policy.selfUpdatableFields.includes(p));
         if (forbidden.length > 0) {
-          throw denied(`you may only change ${policy.selfUpdatableFields.join(" and ")} of your own user, not ${forbidden.join(", ")}`);
+          throw denied(
+            `you may only change ${policy.selfUpdatableFields.join(" and ")} of your own user, not ${forbidden.join(", ")}`,
+          );
         }
       }
       return next(req);

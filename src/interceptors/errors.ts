@@ -6,9 +6,9 @@
  */
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { isDatabaseUnavailable } from "../db/errors.ts";
 import { connectErrorFor, ERROR_DOMAIN, type FieldViolation, ServiceError, toConnectError } from "../errors.ts";
-import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 
 /** The contract's name for a status code (`UNAVAILABLE`, `DEADLINE_EXCEEDED`, ...). */
 export function codeName(code: Code): string {
@@ -26,13 +26,17 @@ const clip = (s: string, max: number) => (s.length > max ? `${s.slice(0, max - 1
 
 /** The error with its message and field violations cut to sizes every transport can carry. */
 export function bounded(err: ServiceError): ServiceError {
-  const long = (v: FieldViolation) => v.field.length > MAX_VIOLATION_CHARS || v.description.length > MAX_VIOLATION_CHARS;
+  const long = (v: FieldViolation) =>
+    v.field.length > MAX_VIOLATION_CHARS || v.description.length > MAX_VIOLATION_CHARS;
   const small = err.message.length <= MAX_MESSAGE_CHARS && err.violations.length <= MAX_VIOLATIONS;
   if (small && !err.violations.some(long)) return err;
   const violations = err.violations
     .slice(0, MAX_VIOLATIONS)
     .map((v) => ({ field: clip(v.field, MAX_VIOLATION_CHARS), description: clip(v.description, MAX_VIOLATION_CHARS) }));
-  return new ServiceError(err.reason, clip(err.message, MAX_MESSAGE_CHARS), { violations, retryAfterMs: err.retryAfterMs });
+  return new ServiceError(err.reason, clip(err.message, MAX_MESSAGE_CHARS), {
+    violations,
+    retryAfterMs: err.retryAfterMs,
+  });
 }
 
 /** Maps any thrown value to the ConnectError the caller sees. */
@@ -48,7 +52,10 @@ export function toWireError(err: unknown, log: Logger, method: string): ConnectE
     return connectErrorFor("UNAVAILABLE", Code.Unavailable, "the database is unavailable; retry later");
   }
   const e = err as { name?: string; code?: string } | undefined;
-  log.error({ method, errorName: e?.name ?? typeof err, sqlState: typeof e?.code === "string" ? e.code : undefined }, "unexpected error");
+  log.error(
+    { method, errorName: e?.name ?? typeof err, sqlState: typeof e?.code === "string" ? e.code : undefined },
+    "unexpected error",
+  );
   return connectErrorFor("INTERNAL", Code.Internal, "internal error");
 }
 

@@ -47,7 +47,9 @@ export function createRateLimitInterceptor(opts: RateLimitOptions): Interceptor 
     b.at = now;
     if (b.tokens < 1) {
       const waitMs = ((1 - b.tokens) / opts.ratePerSecond) * 1000;
-      throw new ServiceError("RATE_LIMITED", "too many requests from this client; slow down", { retryAfterMs: Math.ceil(waitMs) });
+      throw new ServiceError("RATE_LIMITED", "too many requests from this client; slow down", {
+        retryAfterMs: Math.ceil(waitMs),
+      });
     }
     b.tokens -= 1;
     return next(req);

@@ -8,7 +8,13 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { UniversalHandler, UniversalServerResponse } from "@connectrpc/connect/protocol";
-import { codeToHttpStatus, endStreamFromJson, endStreamToJson, errorFromJsonBytes, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
+import {
+  codeToHttpStatus,
+  endStreamFromJson,
+  endStreamToJson,
+  errorFromJsonBytes,
+  errorToJsonBytes,
+} from "@connectrpc/connect/protocol-connect";
 import { findTrailerError, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { trailerFlag, trailerParse, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
 import { connectErrorFor } from "../errors.ts";
@@ -52,13 +58,17 @@ function fixGrpc(res: UniversalServerResponse): UniversalServerResponse {
   if (!trailer || !res.body) return res;
   return {
     ...res,
-    body: mapBody(res.body, (c) => c, () => {
-      const err = findTrailerError(trailer);
-      const fixed = err && normalise(err);
-      if (!fixed) return;
-      for (const h of ["grpc-status", "grpc-message", "grpc-status-details-bin"]) trailer.delete(h);
-      setTrailerStatus(trailer, fixed);
-    }),
+    body: mapBody(
+      res.body,
+      (c) => c,
+      () => {
+        const err = findTrailerError(trailer);
+        const fixed = err && normalise(err);
+        if (!fixed) return;
+        for (const h of ["grpc-status", "grpc-message", "grpc-status-details-bin"]) trailer.delete(h);
+        setTrailerStatus(trailer, fixed);
+      },
+    ),
   };
 }
 

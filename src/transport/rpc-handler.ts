@@ -22,11 +22,11 @@ import {
   universalRequestFromNodeRequest,
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
-import { kClientAddress } from "../interceptors/context.ts";
 import { connectErrorFor } from "../errors.ts";
+import { kClientAddress } from "../interceptors/context.ts";
 import { normaliseEdgeErrors } from "./edge-errors.ts";
-import { connectJson, grpc, grpcWeb } from "./unary/protocols.ts";
 import { createUnaryFastPath, type UnarySpec } from "./unary/fast-path.ts";
+import { connectJson, grpc, grpcWeb } from "./unary/protocols.ts";
 
 // HTTP/2 compat requests and responses are used through their HTTP/1.1-shaped API.
 type Req = IncomingMessage | Http2ServerRequest;
@@ -52,7 +52,8 @@ export function createRpcHandler(
     },
     service(service, impl, opts) {
       const spec = createServiceImplSpec(service, impl);
-      for (const m of Object.values(spec.methods)) if (m.kind === "unary") unary.set(`/${service.typeName}/${m.method.name}`, m);
+      for (const m of Object.values(spec.methods))
+        if (m.kind === "unary") unary.set(`/${service.typeName}/${m.method.name}`, m);
       router.service(service, impl, opts);
       return this;
     },
@@ -64,7 +65,9 @@ export function createRpcHandler(
   routes(recorder);
   const paths = new Map<string, UniversalHandler>();
   for (const h of router.handlers) paths.set(h.requestPath, normaliseEdgeErrors(h));
-  const fast = fastPath ? createUnaryFastPath(unary, { interceptors: options.interceptors, readMaxBytes: options.readMaxBytes }) : undefined;
+  const fast = fastPath
+    ? createUnaryFastPath(unary, { interceptors: options.interceptors, readMaxBytes: options.readMaxBytes })
+    : undefined;
   const handle: RpcHandler = (req, res) => {
     if (fast && "socket" in req && !("stream" in req) && fast.h1(req as IncomingMessage, res)) return true;
     const path = (req.url ?? "").split("?", 1)[0];
@@ -86,7 +89,11 @@ export function createRpcHandler(
 function unimplemented(req: Req, res: Res, path: string): boolean {
   if (req.method !== "POST" || !/^\/[A-Za-z_][\w.]*\/[A-Za-z_]\w*$/.test(path)) return false;
   const type = String(req.headers["content-type"] ?? "");
-  const protocol = type.startsWith("application/grpc-web") ? grpcWeb : type.startsWith("application/grpc") ? grpc : connectJson;
+  const protocol = type.startsWith("application/grpc-web")
+    ? grpcWeb
+    : type.startsWith("application/grpc")
+      ? grpc
+      : connectJson;
   const wire = protocol.failure(
     connectErrorFor("UNIMPLEMENTED", Code.Unimplemented, `method ${path.slice(1)} is not implemented by this server`),
     new Headers(),

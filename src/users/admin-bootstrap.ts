@@ -10,7 +10,11 @@ import type { UserRepository } from "./user.repository.ts";
 /** Creates the bootstrap admin if needed; returns its email when one was created. */
 export async function ensureAdmin(
   users: UserRepository,
-  opts: { email: string; password: string | undefined; announce: (email: string, generatedPassword: string | undefined) => void },
+  opts: {
+    email: string;
+    password: string | undefined;
+    announce: (email: string, generatedPassword: string | undefined) => void;
+  },
 ): Promise<string | undefined> {
   if (await users.hasAdmin()) return undefined;
   const password = opts.password ?? randomBytes(15).toString("base64url");

@@ -70,7 +70,11 @@ export async function insertImportBatch(pool: pg.Pool, rows: readonly ImportRow[
         }),
       );
       await client.query("select pg_advisory_xact_lock($1)", [APPEND_LOCK]);
-      await client.query(insertChanges, [made.map((r) => r.id), snapshots.map((s) => JSON.stringify(s)), CHANGE_CHANNEL]);
+      await client.query(insertChanges, [
+        made.map((r) => r.id),
+        snapshots.map((s) => JSON.stringify(s)),
+        CHANGE_CHANNEL,
+      ]);
     }
     await client.query("commit");
     return created;

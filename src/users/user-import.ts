@@ -8,8 +8,8 @@
 import { randomUUID } from "node:crypto";
 import type { Validator } from "@bufbuild/protovalidate";
 import type pg from "pg";
-import type { ImportFailure, ImportUsersRequest } from "../../gen/user/v1/user_service_pb.js";
 import { UserSchema } from "../../gen/user/v1/user_pb.js";
+import type { ImportFailure, ImportUsersRequest } from "../../gen/user/v1/user_service_pb.js";
 import { hashPassword, isAcceptedHash } from "../auth/passwords.ts";
 import { toFieldViolations } from "../interceptors/validation.ts";
 import { type ImportRow, insertImportBatch } from "./import.repository.ts";
@@ -57,7 +57,9 @@ export async function importUsers(
 
   const write = async (pending: Pending[]) => {
     const rows = await Promise.all(
-      pending.map(async (p) => (p.password === undefined ? p.row : { ...p.row, passwordHash: await hashPassword(p.password) })),
+      pending.map(async (p) =>
+        p.password === undefined ? p.row : { ...p.row, passwordHash: await hashPassword(p.password) },
+      ),
     );
     const created = await insertImportBatch(deps.pool, rows);
     createdCount += created.size;

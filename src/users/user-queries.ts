@@ -37,7 +37,11 @@ export function createUserQueries(deps: { pool: pg.Pool; pageTokenKey: string })
   return {
     /** One page of users, the next page token and the total number matching. */
     async list(req: { pageSize: number; pageToken: string; filter: string; orderBy: string; showDeleted: boolean }) {
-      const request: PageRequest = { filter: parseFilter(req.filter), orderBy: parseOrderBy(req.orderBy), showDeleted: req.showDeleted };
+      const request: PageRequest = {
+        filter: parseFilter(req.filter),
+        orderBy: parseOrderBy(req.orderBy),
+        showDeleted: req.showDeleted,
+      };
       const cursor = tokens.decode(request, req.pageToken);
       const size = req.pageSize <= 0 ? DEFAULT_PAGE : Math.min(req.pageSize, MAX_PAGE);
       const page = toSql(
@@ -45,7 +49,10 @@ export function createUserQueries(deps: { pool: pg.Pool; pageTokenKey: string })
           where ${visible(request.showDeleted)} and ${filterSql(request.filter, p)} and ${keysetSql(request.orderBy, cursor, p)}
           order by ${orderBySql(request.orderBy)} limit ${p.add(size + 1)}`,
       );
-      const count = toSql((p) => `select count(*) as n from users where ${visible(request.showDeleted)} and ${filterSql(request.filter, p)}`);
+      const count = toSql(
+        (p) =>
+          `select count(*) as n from users where ${visible(request.showDeleted)} and ${filterSql(request.filter, p)}`,
+      );
       const [rows, total] = await Promise.all([
         pool.query<UserRecord & Record<string, unknown>>(page.sql, page.params),
         pool.query<{ n: string }>(count.sql, count.params),

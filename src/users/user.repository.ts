@@ -6,9 +6,9 @@ import { randomUUID } from "node:crypto";
 import { LockMode, raw, UniqueConstraintViolationException } from "@mikro-orm/core";
 import type { EntityManager } from "@mikro-orm/postgresql";
 import type pg from "pg";
-import type { Orm } from "../db/orm.ts";
 import { RefreshTokenEntity } from "../auth/refresh-token.entity.ts";
 import { appendChange, type ChangeType, snapshotOf } from "../changes/change-log.ts";
+import type { Orm } from "../db/orm.ts";
 import { ServiceError } from "../errors.ts";
 import { type StoredRole, UserEntity, type UserRow } from "./user.entity.ts";
 import { fromRecord, type UserRecord, userColumns } from "./user.record.ts";
@@ -55,7 +55,11 @@ export function createUserRepository(orm: Orm, pool: pg.Pool, opts: { onWrite?: 
   return {
     /** A user by id (deleted ones included), or null. */
     async findById(id: string): Promise<UserRow | null> {
-      const res = await pool.query<UserRecord>({ name: "user-by-id", text: `select ${userColumns} from users where id = $1`, values: [id] });
+      const res = await pool.query<UserRecord>({
+        name: "user-by-id",
+        text: `select ${userColumns} from users where id = $1`,
+        values: [id],
+      });
       return res.rows[0] ? fromRecord(res.rows[0]) : null;
     },
 
@@ -106,43 +110,45 @@ export function createUserRepository(orm: Orm, pool: pg.Pool, opts: { onWrite?: 
      */
     async create(input: NewUser, idempotency?: { callerId: string; requestId: string }): Promise<UserRow> {
       return translateUnique(async () =>
-        written(await fork().transactional(async (em) => {
-          const id = randomUUID();
-          if (idempotency) {
-            // Claim the key first: a concurrent retry blocks on it until this transaction ends, then finds it.
-            const claimed = await em.execute<{ user_id: string }[]>(
-              `insert into idempotency_keys (caller_id, request_id, user_id) values (?, ?, ?)
+        written(
+          await fork().transactional(async (em) => {
+            const id = randomUUID();
+            if (idempotency) {
+              // Claim the key first: a concurrent retry blocks on it until this transaction ends, then finds it.
+              const claimed = await em.execute<{ user_id: string }[]>(
+                `insert into idempotency_keys (caller_id, request_id, user_id) values (?, ?, ?)
                on conflict do nothing returning user_id`,
-              [idempotency.callerId, idempotency.requestId, id],
-            );
-            if (claimed.length === 0) {
-              const prior = await em.execute<{ user_id: string }[]>(
-                "select user_id from idempotency_keys where caller_id = ? and request_id = ?",
-                [idempotency.callerId, idempotency.requestId],
+                [idempotency.callerId, idempotency.requestId, id],
               );
-              const existing = prior[0] ? await em.findOne(UserEntity, { id: prior[0].user_id }) : null;
-              if (existing) return existing;
+              if (claimed.length === 0) {
+                const prior = await em.execute<{ user_id: string }[]>(
+                  "select user_id from idempotency_keys where caller_id = ? and request_id = ?",
+                  [idempotency.callerId, idempotency.requestId],
+                );
+                const existing = prior[0] ? await em.findOne(UserEntity, { id: prior[0].user_id }) : null;
+                if (existing) return existing;
+              }
             }
-          }
-          const now = new Date();
-          const row = em.create(UserEntity, {
-            id,
-            email: input.email,
-            displayName: input.displayName,
-            role: input.role,
-            state: "active",
-            labels: input.labels,
-            passwordHash: input.passwordHash,
-            version: 1,
-            createTime: now,
-            updateTime: now,
-            deleteTime: null,
-            tokensValidAfter: null,
-          });
-          await em.flush();
-          await appendChange(em, { type: "created", row });
-          return row;
-        })),
+            const now = new Date();
+            const row = em.create(UserEntity, {
+              id,
+              email: input.email,
+              displayName: input.displayName,
+              role: input.role,
+              state: "active",
+              labels: input.labels,
+              passwordHash: input.passwordHash,
+              version: 1,
+              createTime: now,
+              updateTime: now,
+              deleteTime: null,
+              tokensValidAfter: null,
+            });
+            await em.flush();
+            await appendChange(em, { type: "created", row });
+            return row;
+          }),
+        ),
       );
     },
 
@@ -158,23 +164,30 @@ export function createUserRepository(orm: Orm, pool: pg.Pool, opts: { onWrite?: 
       check: (row: UserRow) => void,
     ): Promise<UserRow> {
       return translateUnique(async () =>
-        written(await fork().transactional(async (em) => {
-          const row = await lockForWrite(em, id);
-          check(row);
-          const previous = snapshotOf(row);
-          const revokedBefore = row.tokensValidAfter?.getTime();
-          const now = new Date();
-          change(row, now);
-          row.version += 1;
-          row.updateTime = now;
-          const revoked = row.tokensValidAfter != null && row.tokensValidAfter.getTime() !== revokedBefore;
-          if (revoked) {
-            await em.nativeUpdate(RefreshTokenEntity, { userId: id, revokeTime: null }, { revokeTime: now });
-          }
-          await em.flush();
-          await appendChange(em, { type, row, previous, revokeBefore: revoked ? (row.tokensValidAfter ?? null) : null });
-          return row;
-        })),
+        written(
+          await fork().transactional(async (em) => {
+            const row = await lockForWrite(em, id);
+            check(row);
+            const previous = snapshotOf(row);
+            const revokedBefore = row.tokensValidAfter?.getTime();
+            const now = new Date();
+            change(row, now);
+            row.version += 1;
+            row.updateTime = now;
+            const revoked = row.tokensValidAfter != null && row.tokensValidAfter.getTime() !== revokedBefore;
+            if (revoked) {
+              await em.nativeUpdate(RefreshTokenEntity, { userId: id, revokeTime: null }, { revokeTime: now });
+            }
+            await em.flush();
+            await appendChange(em, {
+              type,
+              row,
+              previous,
+              revokeBefore: revoked ? (row.tokensValidAfter ?? null) : null,
+            });
+            return row;
+          }),
+        ),
       );
     },
   };

@@ -7,16 +7,16 @@ import type { Validator } from "@bufbuild/protovalidate";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type pg from "pg";
 import { Role, type User, UserState } from "../../gen/user/v1/user_pb.js";
-import { UserService } from "../../gen/user/v1/user_service_pb.js";
+import type { UserService } from "../../gen/user/v1/user_service_pb.js";
 import { hashPassword } from "../auth/passwords.ts";
 import { type FieldViolation, invalidArgument, ServiceError } from "../errors.ts";
 import { type Caller, kCaller } from "../interceptors/context.ts";
 import type { StoredState, UserRow } from "./user.entity.ts";
 import { etagOf, storedRole, toProtoUser } from "./user.mapper.ts";
+import type { UserRepository } from "./user.repository.ts";
 import { importUsers } from "./user-import.ts";
 import type { UserQueries } from "./user-queries.ts";
 import type { createWatchUsers } from "./watch/watch-users.ts";
-import type { UserRepository } from "./user.repository.ts";
 
 const updatable = ["email", "display_name", "role", "labels", "state"] as const;
 type UpdatablePath = (typeof updatable)[number];
@@ -39,7 +39,8 @@ function checkEtag(row: UserRow, etag: string): void {
 
 /** The update_mask paths, with `*` expanded; unknown paths are INVALID_ARGUMENT. */
 function maskPaths(paths: readonly string[]): UpdatablePath[] {
-  if (paths.length === 0) throw invalidArgument([{ field: "update_mask", description: "must name at least one field" }]);
+  if (paths.length === 0)
+    throw invalidArgument([{ field: "update_mask", description: "must name at least one field" }]);
   if (paths.includes("*")) {
     if (paths.length > 1) throw invalidArgument([{ field: "update_mask", description: "`*` must be the only path" }]);
     return [...updatable];
@@ -47,7 +48,10 @@ function maskPaths(paths: readonly string[]): UpdatablePath[] {
   const unknown = paths.filter((p) => !(updatable as readonly string[]).includes(p));
   if (unknown.length > 0) {
     throw invalidArgument([
-      { field: "update_mask", description: `unknown or read-only path(s): ${unknown.join(", ")}; updatable: ${updatable.join(", ")}` },
+      {
+        field: "update_mask",
+        description: `unknown or read-only path(s): ${unknown.join(", ")}; updatable: ${updatable.join(", ")}`,
+      },
     ]);
   }
   return [...new Set(paths)] as UpdatablePath[];
@@ -57,10 +61,15 @@ function maskPaths(paths: readonly string[]): UpdatablePath[] {
 function requiredForUpdate(user: User, paths: readonly UpdatablePath[]): void {
   const v: FieldViolation[] = [];
   if (paths.includes("email") && user.email === "") v.push({ field: "user.email", description: "is required" });
-  if (paths.includes("display_name") && user.displayName === "") v.push({ field: "user.display_name", description: "is required" });
-  if (paths.includes("role") && user.role === Role.UNSPECIFIED) v.push({ field: "user.role", description: "is required" });
+  if (paths.includes("display_name") && user.displayName === "")
+    v.push({ field: "user.display_name", description: "is required" });
+  if (paths.includes("role") && user.role === Role.UNSPECIFIED)
+    v.push({ field: "user.role", description: "is required" });
   if (paths.includes("state") && user.state !== UserState.ACTIVE && user.state !== UserState.SUSPENDED) {
-    v.push({ field: "user.state", description: "may only be set to USER_STATE_ACTIVE or USER_STATE_SUSPENDED (use DeleteUser/UndeleteUser)" });
+    v.push({
+      field: "user.state",
+      description: "may only be set to USER_STATE_ACTIVE or USER_STATE_SUSPENDED (use DeleteUser/UndeleteUser)",
+    });
   }
   if (v.length > 0) throw invalidArgument(v);
 }

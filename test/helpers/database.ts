@@ -6,7 +6,6 @@ import pg from "pg";
 import { inject } from "vitest";
 import { withDatabase } from "./urls.ts";
 
-
 /** Creates a fresh, migrated database; returns its URL. */
 export async function createTestDatabase(): Promise<string> {
   const adminUrl = inject("pgAdminUrl");

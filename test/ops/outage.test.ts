@@ -12,8 +12,8 @@ import { HealthCheckResponse_ServingStatus } from "../../gen/grpc/health/v1/heal
 import { WatchEventType } from "../../gen/user/v1/user_service_pb.js";
 import { type EmbeddedPostgres, startEmbeddedPostgres } from "../../src/db/embedded-postgres.ts";
 import { clients, failure } from "../helpers/clients.ts";
-import { ADMIN, startTestServer, type TestServer } from "../helpers/server.ts";
 import { healthClient } from "../helpers/health.ts";
+import { ADMIN, startTestServer, type TestServer } from "../helpers/server.ts";
 
 let dir: string;
 let pg: EmbeddedPostgres;
@@ -58,7 +58,10 @@ it("answers UNAVAILABLE during an outage and recovers without a restart", async 
   const ac = new AbortController();
   const watching = (async () => {
     try {
-      for await (const e of clients(server.url, "connect-h2", () => token).users.watchUsers({}, { signal: ac.signal })) {
+      for await (const e of clients(server.url, "connect-h2", () => token).users.watchUsers(
+        {},
+        { signal: ac.signal },
+      )) {
         if (e.type === WatchEventType.CREATED) seen.push(e.user?.email ?? "");
       }
       watchEnded = "ended";
@@ -73,7 +76,9 @@ it("answers UNAVAILABLE during an outage and recovers without a restart", async 
     Array.from({ length: 10 }, async (_, i) => {
       const started = Date.now();
       const f = await failure(
-        i % 2 ? c.users.getUser({ userId: acknowledged[0] }) : c.users.createUser({ user: { email: `during-${i}@example.com`, displayName: "D" } }),
+        i % 2
+          ? c.users.getUser({ userId: acknowledged[0] })
+          : c.users.createUser({ user: { email: `during-${i}@example.com`, displayName: "D" } }),
       );
       return { ms: Date.now() - started, code: f.code, reason: f.reason };
     }),
@@ -84,16 +89,25 @@ it("answers UNAVAILABLE during an outage and recovers without a restart", async 
     expect(p.ms).toBeLessThan(2000);
   }
   expect(
-    await until(async () => (await health.check({ service: "" })).status === HealthCheckResponse_ServingStatus.NOT_SERVING, 5000),
+    await until(
+      async () => (await health.check({ service: "" })).status === HealthCheckResponse_ServingStatus.NOT_SERVING,
+      5000,
+    ),
   ).toBe(true);
   expect((await fetch(`${server.url}/readyz`)).status).toBe(503);
 
   await wait(3000);
   pg = await startEmbeddedPostgres(dir, () => {}, { port: pg.port });
-  expect(await until(async () => (await health.check({ service: "" })).status === HealthCheckResponse_ServingStatus.SERVING, 10_000)).toBe(true);
+  expect(
+    await until(
+      async () => (await health.check({ service: "" })).status === HealthCheckResponse_ServingStatus.SERVING,
+      10_000,
+    ),
+  ).toBe(true);
   expect(await until(async () => (await fetch(`${server.url}/readyz`)).status === 200, 10_000)).toBe(true);
 
-  for (let i = 0; i < 5; i++) await c.users.createUser({ user: { email: `after-${i}@example.com`, displayName: `After ${i}` } });
+  for (let i = 0; i < 5; i++)
+    await c.users.createUser({ user: { email: `after-${i}@example.com`, displayName: `After ${i}` } });
   expect(await until(async () => seen.filter((e) => e.startsWith("after-")).length === 5, 5000)).toBe(true);
   expect(watchEnded).toBe("still open");
   ac.abort();

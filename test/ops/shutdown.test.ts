@@ -8,8 +8,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { afterEach, expect, it } from "vitest";
 import { status as grpcStatus } from "@grpc/grpc-js";
+import { afterEach, expect, it } from "vitest";
 import { GetUserRequestSchema, GetUserResponseSchema, UserService } from "../../gen/user/v1/user_service_pb.js";
 import { clients, grpcJsClient, grpcJsUnary, type TransportName } from "../helpers/clients.ts";
 import { createTestDatabase } from "../helpers/database.ts";
@@ -21,9 +21,19 @@ afterEach(() => {
 });
 
 /** Starts the service as a child process; resolves with its URL once it listens. */
-function startProcess(env: Record<string, string>): Promise<{ child: ChildProcess; url: string; exited: Promise<number | null> }> {
+function startProcess(
+  env: Record<string, string>,
+): Promise<{ child: ChildProcess; url: string; exited: Promise<number | null> }> {
   const child = spawn(process.execPath, ["src/main.ts"], {
-    env: { ...process.env, PORT: "0", HOST: "127.0.0.1", JWT_SECRET, ADMIN_EMAIL: ADMIN.email, ADMIN_PASSWORD: ADMIN.password, ...env },
+    env: {
+      ...process.env,
+      PORT: "0",
+      HOST: "127.0.0.1",
+      JWT_SECRET,
+      ADMIN_EMAIL: ADMIN.email,
+      ADMIN_PASSWORD: ADMIN.password,
+      ...env,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   children.push(child);
@@ -65,7 +75,15 @@ it("drains unary calls and ends watchers with UNAVAILABLE on SIGTERM, exit 0", a
   const grpc = grpcJsClient(Number(new URL(url).port));
   const load = Array.from({ length: 4 }, async () => {
     while (!stop) {
-      const { error } = await grpcJsUnary(grpc, UserService, "GetUser", GetUserRequestSchema, GetUserResponseSchema, { userId: me }, token);
+      const { error } = await grpcJsUnary(
+        grpc,
+        UserService,
+        "GetUser",
+        GetUserRequestSchema,
+        GetUserResponseSchema,
+        { userId: me },
+        token,
+      );
       if (error) {
         unaryCodes.push(error.code);
         await new Promise((r) => setTimeout(r, 20));

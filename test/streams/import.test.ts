@@ -30,9 +30,21 @@ async function* rows(list: Iterable<Row>) {
 /** 50,000 rows: every 97th a bad email, every 101st a duplicate of an earlier row, the rest new. */
 function* bigImport(prefix: string, hashes: string): Generator<Row> {
   for (let i = 0; i < 50_000; i++) {
-    if (i % 97 === 13) yield { user: { email: `not-an-email-${i}`, displayName: "Bad" } as never, credential: { case: "passwordHash", value: hashes } };
-    else if (i % 101 === 50) yield { user: { email: `${prefix}-${i - 50}@example.com`.toUpperCase(), displayName: "Dup" } as never, credential: { case: "passwordHash", value: hashes } };
-    else yield { user: { email: `${prefix}-${i}@example.com`, displayName: `User ${i}` } as never, credential: { case: "passwordHash", value: hashes } };
+    if (i % 97 === 13)
+      yield {
+        user: { email: `not-an-email-${i}`, displayName: "Bad" } as never,
+        credential: { case: "passwordHash", value: hashes },
+      };
+    else if (i % 101 === 50)
+      yield {
+        user: { email: `${prefix}-${i - 50}@example.com`.toUpperCase(), displayName: "Dup" } as never,
+        credential: { case: "passwordHash", value: hashes },
+      };
+    else
+      yield {
+        user: { email: `${prefix}-${i}@example.com`, displayName: `User ${i}` } as never,
+        credential: { case: "passwordHash", value: hashes },
+      };
   }
 }
 
@@ -52,44 +64,81 @@ describe("ImportUsers", () => {
     expect(res.failures[0].reason).toMatch(/email/);
     expect(res.skippedCount).toBe(expectedDup);
     expect(res.createdCount).toBe(50_000 - expectedBad.length - expectedDup);
-    const [{ n }] = await query<{ n: string }>(server.databaseUrl, "select count(*) as n from users where lower(email) like 'big-%'");
+    const [{ n }] = await query<{ n: string }>(
+      server.databaseUrl,
+      "select count(*) as n from users where lower(email) like 'big-%'",
+    );
     expect(Number(n)).toBe(res.createdCount);
-    const [{ c }] = await query<{ c: string }>(server.databaseUrl, "select count(*) as c from user_changes where type = 'created' and lower(snapshot->>'email') like 'big-%'");
+    const [{ c }] = await query<{ c: string }>(
+      server.databaseUrl,
+      "select count(*) as c from user_changes where type = 'created' and lower(snapshot->>'email') like 'big-%'",
+    );
     expect(Number(c)).toBe(res.createdCount);
   }, 120_000);
 
-  it.each<TransportName>(["connect-h1", "connect-h2"])("works over %s, hashing plain passwords and validating each row", async (name) => {
-    const res = await as(name).users.importUsers(
-      rows([
-        { user: { email: `${name}-a@example.com`, displayName: "A" } as never, credential: { case: "password", value: "password-a-123" } },
-        { user: { email: `${name}-b@example.com`, displayName: "" } as never, credential: { case: "password", value: "password-b-123" } },
-        { user: { email: `${name}-c@example.com`, displayName: "C" } as never, credential: { case: "password", value: "short" } },
-        { user: { email: `${name}-d@example.com`, displayName: "D" } as never, credential: { case: "passwordHash", value: "$md5$nope" } },
-        { user: { email: `${name}-e@example.com`, displayName: "E" } as never },
-        { user: { email: `${name}-A@EXAMPLE.com`, displayName: "A again" } as never, credential: { case: "password", value: "password-a-123" } },
-      ]),
-    );
-    expect(res.createdCount).toBe(1);
-    expect(res.skippedCount).toBe(1);
-    expect(res.failures.map((f) => [f.index, f.reason.split(":")[0]])).toEqual([
-      [1, "user.display_name"],
-      [2, "password"],
-      [3, "password_hash"],
-      [4, "password or password_hash"],
-    ]);
-    const login = await clients(server.url, name).auth.login({ email: `${name}-a@example.com`, password: "password-a-123" });
-    expect(login.user?.displayName).toBe("A");
-  });
+  it.each<TransportName>(["connect-h1", "connect-h2"])(
+    "works over %s, hashing plain passwords and validating each row",
+    async (name) => {
+      const res = await as(name).users.importUsers(
+        rows([
+          {
+            user: { email: `${name}-a@example.com`, displayName: "A" } as never,
+            credential: { case: "password", value: "password-a-123" },
+          },
+          {
+            user: { email: `${name}-b@example.com`, displayName: "" } as never,
+            credential: { case: "password", value: "password-b-123" },
+          },
+          {
+            user: { email: `${name}-c@example.com`, displayName: "C" } as never,
+            credential: { case: "password", value: "short" },
+          },
+          {
+            user: { email: `${name}-d@example.com`, displayName: "D" } as never,
+            credential: { case: "passwordHash", value: "$md5$nope" },
+          },
+          { user: { email: `${name}-e@example.com`, displayName: "E" } as never },
+          {
+            user: { email: `${name}-A@EXAMPLE.com`, displayName: "A again" } as never,
+            credential: { case: "password", value: "password-a-123" },
+          },
+        ]),
+      );
+      expect(res.createdCount).toBe(1);
+      expect(res.skippedCount).toBe(1);
+      expect(res.failures.map((f) => [f.index, f.reason.split(":")[0]])).toEqual([
+        [1, "user.display_name"],
+        [2, "password"],
+        [3, "password_hash"],
+        [4, "password or password_hash"],
+      ]);
+      const login = await clients(server.url, name).auth.login({
+        email: `${name}-a@example.com`,
+        password: "password-a-123",
+      });
+      expect(login.user?.displayName).toBe("A");
+    },
+  );
 
   it("verifies an imported bcrypt hash at login and re-hashes it to argon2id", async () => {
     const res = await as("grpc").users.importUsers(
-      rows([{ user: { email: "bcrypt@example.com", displayName: "B" } as never, credential: { case: "passwordHash", value: bcrypt } }]),
+      rows([
+        {
+          user: { email: "bcrypt@example.com", displayName: "B" } as never,
+          credential: { case: "passwordHash", value: bcrypt },
+        },
+      ]),
     );
     expect(res.createdCount).toBe(1);
     const anon = clients(server.url, "grpc");
-    expect((await failure(anon.auth.login({ email: "bcrypt@example.com", password: "wrong-password" }))).reason).toBe("INVALID_CREDENTIALS");
+    expect((await failure(anon.auth.login({ email: "bcrypt@example.com", password: "wrong-password" }))).reason).toBe(
+      "INVALID_CREDENTIALS",
+    );
     await anon.auth.login({ email: "bcrypt@example.com", password: "bcrypt-password" });
-    const [row] = await query<{ password_hash: string }>(server.databaseUrl, "select password_hash from users where email = 'bcrypt@example.com'");
+    const [row] = await query<{ password_hash: string }>(
+      server.databaseUrl,
+      "select password_hash from users where email = 'bcrypt@example.com'",
+    );
     expect(row.password_hash.startsWith("$argon2id$")).toBe(true);
     await anon.auth.login({ email: "bcrypt@example.com", password: "bcrypt-password" });
   });

@@ -24,7 +24,9 @@ export class Migration20261122000100 extends Migration {
       )`);
     this.addSql("create index user_changes_change_time_idx on user_changes (change_time)");
     // The highest seq pruned so far: resume tokens at or below it are expired.
-    this.addSql("create table user_changes_horizon (id boolean primary key default true check (id), pruned_seq bigint not null)");
+    this.addSql(
+      "create table user_changes_horizon (id boolean primary key default true check (id), pruned_seq bigint not null)",
+    );
     this.addSql("insert into user_changes_horizon (pruned_seq) values (0)");
   }
 

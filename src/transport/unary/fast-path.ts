@@ -13,7 +13,14 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
-import { Code, ConnectError, createContextValues, createHandlerContext, type Interceptor, type MethodImplSpec } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  createContextValues,
+  createHandlerContext,
+  type Interceptor,
+  type MethodImplSpec,
+} from "@connectrpc/connect";
 import { invokeUnaryImplementation } from "@connectrpc/connect/protocol";
 import { connectErrorFor } from "../../errors.ts";
 import { kClientAddress } from "../../interceptors/context.ts";
@@ -96,7 +103,8 @@ function readBody(stream: NodeJS.ReadableStream, limit: number): Promise<Buffer 
   });
 }
 
-const oversize = (max: number) => connectErrorFor("RESOURCE_EXHAUSTED", Code.ResourceExhausted, `message is larger than the limit ${max}`);
+const oversize = (max: number) =>
+  connectErrorFor("RESOURCE_EXHAUSTED", Code.ResourceExhausted, `message is larger than the limit ${max}`);
 
 /**
  * Builds the fast path over the unary methods of the router's services. Each adapter returns false when
@@ -128,7 +136,10 @@ export function createUnaryFastPath(specs: ReadonlyMap<string, UnarySpec>, opts:
           if (stream.destroyed || stream.closed) return;
           const trailers = res.trailers;
           const ends = res.body === undefined;
-          stream.respond({ ":status": res.status, ...res.headers }, { endStream: ends, waitForTrailers: !ends && trailers !== undefined });
+          stream.respond(
+            { ":status": res.status, ...res.headers },
+            { endStream: ends, waitForTrailers: !ends && trailers !== undefined },
+          );
           if (trailers) stream.once("wantTrailers", () => stream.sendTrailers(trailers));
           if (!ends) stream.end(res.body);
         });

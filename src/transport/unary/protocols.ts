@@ -4,7 +4,15 @@
  * cases are taken (no compression, no gRPC-web text, no Connect GET); `detect` returns undefined for
  * anything else and connect-node's adapter serves it.
  */
-import { type DescMessage, fromBinary, fromJson, type JsonValue, type MessageShape, toBinary, toJson } from "@bufbuild/protobuf";
+import {
+  type DescMessage,
+  fromBinary,
+  fromJson,
+  type JsonValue,
+  type MessageShape,
+  toBinary,
+  toJson,
+} from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
 import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
@@ -31,7 +39,8 @@ export interface UnaryProtocol {
 }
 
 const maxTimeout = Number.MAX_SAFE_INTEGER;
-const undecodable = () => connectErrorFor("INVALID_ARGUMENT", Code.InvalidArgument, "the request message could not be decoded");
+const undecodable = () =>
+  connectErrorFor("INVALID_ARGUMENT", Code.InvalidArgument, "the request message could not be decoded");
 const tooLarge = (n: number, max: number) =>
   connectErrorFor("RESOURCE_EXHAUSTED", Code.ResourceExhausted, `message size ${n} is larger than the limit ${max}`);
 
@@ -50,7 +59,10 @@ function grpcStatusHeaders(err: ConnectError, into: Headers): Headers {
   const h = setTrailerStatus(into, err);
   let message = "";
   for (const byte of Buffer.from(err.rawMessage)) {
-    message += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+    message +=
+      byte >= 0x20 && byte <= 0x7e && byte !== 0x25
+        ? String.fromCharCode(byte)
+        : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
   }
   h.set("grpc-message", message);
   return h;
@@ -66,11 +78,16 @@ function frame(flag: number, data: Uint8Array): Buffer {
 
 /** The single length-prefixed, uncompressed message of a gRPC or gRPC-web unary request. */
 function unframe<I extends DescMessage>(desc: I, body: Buffer, max: number): MessageShape<I> | ConnectError {
-  if (body.length < 5) return connectErrorFor("INVALID_ARGUMENT", Code.InvalidArgument, "a unary request needs exactly one message");
+  if (body.length < 5)
+    return connectErrorFor("INVALID_ARGUMENT", Code.InvalidArgument, "a unary request needs exactly one message");
   const len = body.readUInt32BE(1);
   if (len > max) return tooLarge(len, max);
   if (body.length !== 5 + len || body[0] !== 0) {
-    return connectErrorFor("INVALID_ARGUMENT", Code.InvalidArgument, "a unary request needs exactly one uncompressed message");
+    return connectErrorFor(
+      "INVALID_ARGUMENT",
+      Code.InvalidArgument,
+      "a unary request needs exactly one uncompressed message",
+    );
   }
   try {
     return fromBinary(desc, body.subarray(5));
@@ -99,7 +116,12 @@ export const grpc: UnaryProtocol = {
   },
   failure(err, header) {
     // A trailers-only response: the status travels in the headers.
-    return { status: 200, headers: toObject(grpcStatusHeaders(err, new Headers(header)), { "content-type": "application/grpc" }), body: undefined, trailers: undefined };
+    return {
+      status: 200,
+      headers: toObject(grpcStatusHeaders(err, new Headers(header)), { "content-type": "application/grpc" }),
+      body: undefined,
+      trailers: undefined,
+    };
   },
 };
 
@@ -111,20 +133,45 @@ export const grpcWeb: UnaryProtocol = {
   success(desc, message, header, trailer) {
     trailer.set("grpc-status", "0");
     const data = frame(0, toBinary(desc, message));
-    const trailers = frame(0x80, Buffer.from(Object.entries(toObject(trailer)).map(([k, v]) => `${k}: ${v}\r\n`).join("")));
-    return { status: 200, headers: toObject(header, { "content-type": "application/grpc-web+proto" }), body: Buffer.concat([data, trailers]), trailers: undefined };
+    const trailers = frame(
+      0x80,
+      Buffer.from(
+        Object.entries(toObject(trailer))
+          .map(([k, v]) => `${k}: ${v}\r\n`)
+          .join(""),
+      ),
+    );
+    return {
+      status: 200,
+      headers: toObject(header, { "content-type": "application/grpc-web+proto" }),
+      body: Buffer.concat([data, trailers]),
+      trailers: undefined,
+    };
   },
   failure(err, header) {
     const t = grpcStatusHeaders(err, new Headers());
-    const trailers = frame(0x80, Buffer.from(Object.entries(toObject(t)).map(([k, v]) => `${k}: ${v}\r\n`).join("")));
-    return { status: 200, headers: toObject(header, { "content-type": "application/grpc-web+proto" }), body: trailers, trailers: undefined };
+    const trailers = frame(
+      0x80,
+      Buffer.from(
+        Object.entries(toObject(t))
+          .map(([k, v]) => `${k}: ${v}\r\n`)
+          .join(""),
+      ),
+    );
+    return {
+      status: 200,
+      headers: toObject(header, { "content-type": "application/grpc-web+proto" }),
+      body: trailers,
+      trailers: undefined,
+    };
   },
 };
 
 function connectTimeout(header: (name: string) => string | undefined) {
   const raw = header("connect-timeout-ms");
   if (raw === undefined) return undefined;
-  if (!/^\d{1,10}$/.test(raw)) return new ConnectError(`protocol error: invalid connect timeout value: ${raw}`, Code.InvalidArgument);
+  if (!/^\d{1,10}$/.test(raw))
+    return new ConnectError(`protocol error: invalid connect timeout value: ${raw}`, Code.InvalidArgument);
   return Number(raw);
 }
 
@@ -136,14 +183,21 @@ function connectUnary(json: boolean): UnaryProtocol {
     decode(desc, body, max) {
       if (body.length > max) return tooLarge(body.length, max);
       try {
-        return json ? fromJson(desc, JSON.parse(body.toString("utf8")) as JsonValue, { ignoreUnknownFields: true }) : fromBinary(desc, body);
+        return json
+          ? fromJson(desc, JSON.parse(body.toString("utf8")) as JsonValue, { ignoreUnknownFields: true })
+          : fromBinary(desc, body);
       } catch {
         return undecodable();
       }
     },
     success(desc, message, header, trailer) {
       const body = json ? Buffer.from(JSON.stringify(toJson(desc, message))) : toBinary(desc, message);
-      return { status: 200, headers: toObject(trailer, toObject(header, { "content-type": type }), "trailer-"), body, trailers: undefined };
+      return {
+        status: 200,
+        headers: toObject(trailer, toObject(header, { "content-type": type }), "trailer-"),
+        body,
+        trailers: undefined,
+      };
     },
     failure(err, header) {
       const headers = toObject(header, { "content-type": "application/json" });
@@ -163,7 +217,11 @@ export const connectJson = connectUnary(true);
  * The protocol of a request the fast path can serve, or undefined. `h2` says whether it came over HTTP/2
  * (gRPC needs it).
  */
-export function detect(method: string | undefined, header: (name: string) => string | undefined, h2: boolean): UnaryProtocol | undefined {
+export function detect(
+  method: string | undefined,
+  header: (name: string) => string | undefined,
+  h2: boolean,
+): UnaryProtocol | undefined {
   if (method !== "POST") return undefined;
   const type = header("content-type");
   switch (type) {

@@ -14,7 +14,11 @@ export function encodeResumeToken(seq: number): string {
 /** The position in a token; INVALID_ARGUMENT for anything this server did not make. */
 export function decodeResumeToken(token: string): number {
   const text = /^[A-Za-z0-9_-]{1,64}$/.test(token) ? Buffer.from(token, "base64url").toString() : "";
-  const seq = text.startsWith(PREFIX) && /^\d{1,15}$/.test(text.slice(PREFIX.length)) ? Number(text.slice(PREFIX.length)) : Number.NaN;
-  if (!Number.isSafeInteger(seq)) throw invalidArgument([{ field: "resume_token", description: "is not a resume token of this service" }]);
+  const seq =
+    text.startsWith(PREFIX) && /^\d{1,15}$/.test(text.slice(PREFIX.length))
+      ? Number(text.slice(PREFIX.length))
+      : Number.NaN;
+  if (!Number.isSafeInteger(seq))
+    throw invalidArgument([{ field: "resume_token", description: "is not a resume token of this service" }]);
   return seq;
 }

@@ -12,7 +12,11 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import type pg from "pg";
-import { type WatchUsersResponse, WatchUsersResponseSchema, WatchEventType } from "../../../gen/user/v1/user_service_pb.js";
+import {
+  WatchEventType,
+  type WatchUsersResponse,
+  WatchUsersResponseSchema,
+} from "../../../gen/user/v1/user_service_pb.js";
 import type { UserStatusCache } from "../../auth/user-status-cache.ts";
 import type { ChangeEvent, ChangeFeed } from "../../changes/change-feed.ts";
 import { readChangesSince } from "../../changes/change-feed.ts";
@@ -20,7 +24,18 @@ import type { UserSnapshot } from "../../changes/change-log.ts";
 import { prunedSeq } from "../../changes/change-pruner.ts";
 import { ServiceError } from "../../errors.ts";
 import { kCaller } from "../../interceptors/context.ts";
-import { type Filter, filterSql, ID_ORDER, keysetSql, orderBySql, parseFilter, toSql, type Cursor, cursorFromRow, sortKeySelect } from "../list/index.ts";
+import {
+  type Cursor,
+  cursorFromRow,
+  type Filter,
+  filterSql,
+  ID_ORDER,
+  keysetSql,
+  orderBySql,
+  parseFilter,
+  sortKeySelect,
+  toSql,
+} from "../list/index.ts";
 import { toProtoUser } from "../user.mapper.ts";
 import { fromRecord, type UserRecord, userColumns } from "../user.record.ts";
 import { matchesFilter } from "./filter-match.ts";
@@ -63,14 +78,22 @@ function eventMessage(e: ChangeEvent): WatchUsersResponse {
 }
 
 function marker(type: WatchEventType, seq: number): WatchUsersResponse {
-  return create(WatchUsersResponseSchema, { type, eventTime: timestampFromDate(new Date()), resumeToken: encodeResumeToken(seq) });
+  return create(WatchUsersResponseSchema, {
+    type,
+    eventTime: timestampFromDate(new Date()),
+    resumeToken: encodeResumeToken(seq),
+  });
 }
 
 const matches = (filter: Filter | null, e: ChangeEvent) =>
   matchesFilter(filter, e.snapshot) || (e.previous !== null && matchesFilter(filter, e.previous));
 
 /** Reads the matching users and the log position they reflect, in one consistent snapshot. */
-async function* initialSnapshot(pool: pg.Pool, filter: Filter | null, at: { seq: number }): AsyncGenerator<WatchUsersResponse[]> {
+async function* initialSnapshot(
+  pool: pg.Pool,
+  filter: Filter | null,
+  at: { seq: number },
+): AsyncGenerator<WatchUsersResponse[]> {
   const client = await pool.connect();
   try {
     await client.query("begin isolation level repeatable read read only");
@@ -126,7 +149,10 @@ export function createWatchUsers(deps: WatchDeps) {
       if (req.resumeToken) {
         last = decodeResumeToken(req.resumeToken);
         if (last < (await prunedSeq(deps.pool))) {
-          throw new ServiceError("RESUME_TOKEN_EXPIRED", "the resume token is older than the retained change log; start a new watch");
+          throw new ServiceError(
+            "RESUME_TOKEN_EXPIRED",
+            "the resume token is older than the retained change log; start a new watch",
+          );
         }
       } else if (req.sendInitial) {
         const at = { seq: 0 };
@@ -143,7 +169,10 @@ export function createWatchUsers(deps: WatchDeps) {
       for (let first = true; ; first = false) {
         const events = await readChangesSince(deps.pool, last, 1000);
         if (first && req.resumeToken && last < (await prunedSeq(deps.pool))) {
-          throw new ServiceError("RESUME_TOKEN_EXPIRED", "the resume token is older than the retained change log; start a new watch");
+          throw new ServiceError(
+            "RESUME_TOKEN_EXPIRED",
+            "the resume token is older than the retained change log; start a new watch",
+          );
         }
         for (const e of events) {
           last = e.seq;
@@ -162,8 +191,17 @@ export function createWatchUsers(deps: WatchDeps) {
           return;
         }
         const status = await deps.statuses.get(caller.userId);
-        if (Date.now() >= caller.expiresAtMs || !status || status.state !== "active" || caller.issuedAtMs < status.tokensValidAfterMs || status.role !== "admin") {
-          throw new ServiceError("UNAUTHENTICATED", "the access token expired or was revoked; watch again with a new token");
+        if (
+          Date.now() >= caller.expiresAtMs ||
+          !status ||
+          status.state !== "active" ||
+          caller.issuedAtMs < status.tokensValidAfterMs ||
+          status.role !== "admin"
+        ) {
+          throw new ServiceError(
+            "UNAUTHENTICATED",
+            "the access token expired or was revoked; watch again with a new token",
+          );
         }
         if (backlog.length > maxBacklog) {
           throw new ConnectError("the watcher fell behind; resume with the last resume_token", Code.Unavailable);
