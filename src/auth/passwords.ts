@@ -1,17 +1,17 @@
 /**
- * Password hashing with argon2id at the contract's parameters (19 MiB, 2 iterations, parallelism 1). The
- * native hasher runs on libuv's thread pool, so hashing never blocks the event loop. Passwords are
- * NFKC-normalized first, so the same password typed on two keyboards verifies.
+ * Password hashing with argon2id at the contract's parameters (19 MiB, 2 iterations, parallelism 1). Hashes
+ * are computed on low-priority worker threads (hash-pool.ts), so hashing never blocks the event loop nor
+ * takes the CPU it needs. Passwords are NFKC-normalized first, so the same password typed on two keyboards
+ * verifies.
  */
-import { hash, verify } from "@node-rs/argon2";
-import { verify as verifyBcrypt } from "@node-rs/bcrypt";
+import { hashPool } from "./hash-pool.ts";
 
 // algorithm 2 is Algorithm.Argon2id (a const enum, which erasable TypeScript cannot import).
 const params = { algorithm: 2, memoryCost: 19_456, timeCost: 2, parallelism: 1 } as const;
 
 /** Hashes a password to a PHC string. */
-export function hashPassword(password: string): Promise<string> {
-  return hash(password.normalize("NFKC"), params);
+export async function hashPassword(password: string): Promise<string> {
+  return String(await hashPool.run({ op: "hash", password: password.normalize("NFKC"), options: params }));
 }
 
 const argon2idPhc = /^\$argon2id\$v=19\$m=\d{1,7},t=\d{1,4},p=\d{1,3}\$[A-Za-z0-9+/]{11,}\$[A-Za-z0-9+/]{16,}$/;
@@ -30,8 +30,8 @@ export function needsRehash(phc: string): boolean {
 /** Checks a password against a stored hash (argon2id PHC, or bcrypt from an import); false for a hash it cannot read. */
 export async function verifyPassword(phc: string, password: string): Promise<boolean> {
   try {
-    if (bcryptHash.test(phc)) return await verifyBcrypt(password.normalize("NFKC"), phc);
-    return await verify(phc, password.normalize("NFKC"));
+    const op = bcryptHash.test(phc) ? "verify-bcrypt" : "verify-argon2";
+    return (await hashPool.run({ op, phc, password: password.normalize("NFKC") })) === true;
   } catch {
     return false;
   }
