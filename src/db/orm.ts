@@ -37,7 +37,7 @@ export async function createOrm(url: string, poolMax: number): Promise<Orm> {
     },
     pool: { min: 0, max: poolMax },
     // Fail fast while the database is away (UNAVAILABLE within seconds, not at the caller's deadline).
-    driverOptions: { connectionTimeoutMillis: 2000, query_timeout: 15_000 },
+    driverOptions: { connectionTimeoutMillis: 5000, query_timeout: 15_000 },
     debug: false,
     // Queries never run on the global EntityManager: every call forks its own.
     allowGlobalContext: false,

@@ -2,10 +2,10 @@
  * Bulk insert for ImportUsers: one transaction per batch, one multi-row INSERT that skips emails already
  * present (`on conflict ... do nothing` against the partial unique index, which also catches a duplicate
  * earlier in the same batch), and the change-log rows of exactly the users created, appended under the
- * same advisory lock as every other write (see src/changes/change-log.ts).
+ * same commit-time ordering as every other write (see src/changes/change-log.ts).
  */
 import type pg from "pg";
-import { APPEND_LOCK, CHANGE_CHANNEL, type UserSnapshot } from "../changes/change-log.ts";
+import type { UserSnapshot } from "../changes/change-log.ts";
 import type { StoredRole } from "./user.entity.ts";
 
 /** One valid row, ready to insert. */
@@ -26,14 +26,12 @@ const insertUsers = `
   on conflict (lower(email)) where delete_time is null do nothing
   returning id`;
 
+// Seqs are assigned at commit, in insertion order, by the change log's deferred trigger.
 const insertChanges = `
-  with c as (
-    insert into user_changes (seq, user_id, type, snapshot)
-    select nextval('user_changes_seq'), s.id, 'created', s.snapshot
-    from unnest($1::uuid[], $2::jsonb[]) with ordinality as s(id, snapshot, n)
-    order by s.n
-    returning seq)
-  select pg_notify($3, max(seq)::text) from c`;
+  insert into user_changes (user_id, type, snapshot)
+  select s.id, 'created', s.snapshot
+  from unnest($1::uuid[], $2::jsonb[]) with ordinality as s(id, snapshot, n)
+  order by s.n`;
 
 /** Inserts a batch; returns the ids created (the others were skipped as already present). */
 export async function insertImportBatch(pool: pg.Pool, rows: readonly ImportRow[]): Promise<Set<string>> {
@@ -69,11 +67,9 @@ export async function insertImportBatch(pool: pg.Pool, rows: readonly ImportRow[
           tokensValidAfter: null,
         }),
       );
-      await client.query("select pg_advisory_xact_lock($1)", [APPEND_LOCK]);
       await client.query(insertChanges, [
         made.map((r) => r.id),
         snapshots.map((s) => JSON.stringify(s)),
-        CHANGE_CHANNEL,
       ]);
     }
     await client.query("commit");

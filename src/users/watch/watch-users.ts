@@ -68,13 +68,21 @@ function snapshotUser(s: UserSnapshot) {
   } as never);
 }
 
+// One message per change, shared by every watcher that sends it (1,000 watchers need not build 1,000).
+const messages = new WeakMap<ChangeEvent, WatchUsersResponse>();
+
 function eventMessage(e: ChangeEvent): WatchUsersResponse {
-  return create(WatchUsersResponseSchema, {
-    type: eventTypes[e.type],
-    user: snapshotUser(e.snapshot),
-    eventTime: timestampFromDate(e.time),
-    resumeToken: encodeResumeToken(e.seq),
-  });
+  let m = messages.get(e);
+  if (!m) {
+    m = create(WatchUsersResponseSchema, {
+      type: eventTypes[e.type],
+      user: snapshotUser(e.snapshot),
+      eventTime: timestampFromDate(e.time),
+      resumeToken: encodeResumeToken(e.seq),
+    });
+    messages.set(e, m);
+  }
+  return m;
 }
 
 function marker(type: WatchEventType, seq: number): WatchUsersResponse {
