@@ -5,7 +5,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { AuthService, type Tokens, TokensSchema } from "../../gen/auth/v1/auth_service_pb.js";
+import { type AuthService, type Tokens, TokensSchema } from "../../gen/auth/v1/auth_service_pb.js";
 import { ServiceError } from "../errors.ts";
 import { kCaller } from "../interceptors/context.ts";
 import type { UserRow } from "../users/user.entity.ts";
@@ -45,7 +45,7 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
   async function currentUser(ctx: HandlerContext): Promise<UserRow> {
     const caller = ctx.values.get(kCaller);
     const user = caller ? await users.findByIdWithHash(caller.userId) : null;
-    if (!user || user.state !== "active") throw invalidToken();
+    if (user?.state !== "active") throw invalidToken();
     return user;
   }
 
@@ -65,7 +65,9 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
     async login(req) {
       await lockout.reserve(req.email);
       const user = await users.findLiveByEmailWithHash(req.email);
-      const ok = user?.passwordHash ? await verifyPassword(user.passwordHash, req.password) : await verifyAgainstDummy(req.password);
+      const ok = user?.passwordHash
+        ? await verifyPassword(user.passwordHash, req.password)
+        : await verifyAgainstDummy(req.password);
       if (!user || !ok) {
         await lockout.failed(req.email);
         throw invalidCredentials();
@@ -80,7 +82,10 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
     },
 
     async refreshToken(req) {
-      const rotation = await sessions.rotate(req.refreshToken, async (id) => (await users.findById(id))?.state === "active");
+      const rotation = await sessions.rotate(
+        req.refreshToken,
+        async (id) => (await users.findById(id))?.state === "active",
+      );
       if (!rotation.ok) throw badRefreshToken();
       const user = await users.findById(rotation.userId);
       if (!user) throw badRefreshToken();

@@ -50,7 +50,11 @@ export function createLoginLockout(pool: pg.Pool) {
     },
     /** Records a success: the count starts again. */
     async succeeded(email: string): Promise<void> {
-      await pool.query({ name: "lockout-reset", text: "delete from login_failures where email_key = $1", values: [key(email)] });
+      await pool.query({
+        name: "lockout-reset",
+        text: "delete from login_failures where email_key = $1",
+        values: [key(email)],
+      });
     },
   };
 }

@@ -49,7 +49,11 @@ export function createSessionRepository(orm: Orm, refreshTokenTtlMs: number) {
      */
     async rotate(token: string, userIsActive: (userId: string) => Promise<boolean>): Promise<Rotation> {
       return fork().transactional(async (em): Promise<Rotation> => {
-        const row = await em.findOne(RefreshTokenEntity, { tokenHash: hashRefreshToken(token) }, { lockMode: LockMode.PESSIMISTIC_WRITE });
+        const row = await em.findOne(
+          RefreshTokenEntity,
+          { tokenHash: hashRefreshToken(token) },
+          { lockMode: LockMode.PESSIMISTIC_WRITE },
+        );
         if (!row) return { ok: false, why: "unknown" };
         const now = new Date();
         if (row.revokeTime) return { ok: false, why: "revoked" };
@@ -70,7 +74,12 @@ export function createSessionRepository(orm: Orm, refreshTokenTtlMs: number) {
     async revokeFamilyOf(token: string): Promise<void> {
       const em = fork();
       const row = await em.findOne(RefreshTokenEntity, { tokenHash: hashRefreshToken(token) });
-      if (row) await em.nativeUpdate(RefreshTokenEntity, { familyId: row.familyId, revokeTime: null }, { revokeTime: new Date() });
+      if (row)
+        await em.nativeUpdate(
+          RefreshTokenEntity,
+          { familyId: row.familyId, revokeTime: null },
+          { revokeTime: new Date() },
+        );
     },
   };
 }

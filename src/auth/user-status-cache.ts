@@ -44,7 +44,9 @@ export function createUserStatusCache(pool: pg.Pool, max = 100_000) {
         values: [id],
       });
       const r = res.rows[0];
-      const status = r ? { role: r.role, state: r.state, tokensValidAfterMs: r.tokens_valid_after?.getTime() ?? 0 } : null;
+      const status = r
+        ? { role: r.role, state: r.state, tokensValidAfterMs: r.tokens_valid_after?.getTime() ?? 0 }
+        : null;
       if (epoch === started) put(id, status);
       return status;
     },

@@ -160,7 +160,7 @@ describe("oversized fields under the message limit", () => {
 
   it("1,000 malformed ids get an error small enough to travel (not a broken HTTP/2 stream)", async () => {
     const ids = Array.from({ length: 1000 }, (_, i) => `not-a-uuid-${i}`);
-    for (const kind of ["grpc", "connect-h1", "connect-h2"] as const) {
+    for (const kind of ["grpc", "connect-h1", "connect-h2", "grpc-web-h1", "grpc-web-h2"] as const) {
       const f = await failure(
         clients(server.url, kind, () => admin).users.batchGetUsers({ userIds: ids }, { timeoutMs: 5000 }),
       );
