@@ -67,10 +67,7 @@ export async function insertImportBatch(pool: pg.Pool, rows: readonly ImportRow[
           tokensValidAfter: null,
         }),
       );
-      await client.query(insertChanges, [
-        made.map((r) => r.id),
-        snapshots.map((s) => JSON.stringify(s)),
-      ]);
+      await client.query(insertChanges, [made.map((r) => r.id), snapshots.map((s) => JSON.stringify(s))]);
     }
     await client.query("commit");
     return created;
