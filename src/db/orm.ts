@@ -4,6 +4,7 @@
  */
 import { Migrator } from "@mikro-orm/migrations";
 import { MikroORM } from "@mikro-orm/postgresql";
+import pg from "pg";
 import { RefreshTokenEntity } from "../auth/refresh-token.entity.ts";
 import { UserEntity } from "../users/user.entity.ts";
 import { Migration20261122000000 } from "./migrations/Migration20261122000000.ts";
@@ -46,9 +47,23 @@ export async function createOrm(url: string, poolMax: number): Promise<Orm> {
 
 /** Applies pending migrations; returns the names applied. */
 export async function migrate(orm: Orm): Promise<string[]> {
-  const applied = await orm.migrator.up();
-  return applied.map((m) => m.name);
+  // Replicas starting together must not race to apply the same migration (the losers would fail start-up):
+  // one session-level advisory lock, on a connection of its own, lets one apply while the others wait and
+  // then find nothing pending.
+  const client = new pg.Client({ connectionString: orm.config.get("clientUrl"), connectionTimeoutMillis: 5000 });
+  await client.connect();
+  try {
+    await client.query("select pg_advisory_lock($1)", [MIGRATION_LOCK]);
+    const applied = await orm.migrator.up();
+    return applied.map((m) => m.name);
+  } finally {
+    await client.query("select pg_advisory_unlock($1)", [MIGRATION_LOCK]).catch(() => {});
+    await client.end().catch(() => {});
+  }
 }
+
+/** Advisory lock key serialising migrations across replicas ("migr" in ASCII). */
+const MIGRATION_LOCK = 0x6d696772;
 
 /** True when every committed migration has been applied. */
 export async function migrationsApplied(orm: Orm): Promise<boolean> {
