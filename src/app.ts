@@ -90,185 +90,197 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
   const log = opts.log ?? createLogger(config.logLevel);
   const embedded = config.databaseUrl ? undefined : await startEmbeddedPostgres(config.dataDir, (m) => log.info(m));
   const databaseUrl = config.databaseUrl ?? (embedded?.url as string);
-  let orm: Orm;
+  // What to release, last acquired first: on close, and when start-up fails half-way (a port already in
+  // use must not leave the embedded PostgreSQL running).
+  const releases: (() => unknown)[] = [];
+  const release = async () => {
+    for (const r of releases.splice(0).reverse())
+      await Promise.resolve()
+        .then(r)
+        .catch(() => {});
+  };
+  if (embedded) releases.push(() => embedded.stop());
   try {
-    orm = await createOrm(databaseUrl, config.dbPoolMax);
+    const orm: Orm = await createOrm(databaseUrl, config.dbPoolMax);
+    releases.push(() => orm.close(true));
     const applied = await migrate(orm);
     if (applied.length > 0) log.info({ migrations: applied }, "migrations applied");
+
+    const pool = createPgPool(databaseUrl, config.dbPoolMax);
+    releases.push(() => pool.end());
+    const feed = createChangeFeed({ url: databaseUrl, log });
+    releases.push(() => feed.close());
+    await feed.start();
+    const statuses = createUserStatusCache(pool);
+    releases.push(startPruner(pool, { retentionMs: config.changeLogRetentionMs, log }));
+    feed.subscribe((events) => statuses.apply(events));
+    const users = createUserRepository(orm, pool, {
+      onWrite: (row) => {
+        statuses.forget(row.id);
+        void feed.poke();
+      },
+    });
+    const sessions = createSessionRepository(orm, config.refreshTokenTtlMs);
+    // HS256 with the shared secret unless a private key is configured (then no secret is read or generated).
+    const signingKeys = config.jwtPrivateKey
+      ? asymmetricKeys(config.jwtPrivateKey, config.jwtPreviousPublicKeys)
+      : symmetricKeys(jwtSecretFor(config));
+    // Keys for other purposes (page tokens) derive from the token key material, so replicas agree on them.
+    const derivedKey = (purpose: string) =>
+      createHmac("sha256", config.jwtPrivateKey?.export({ format: "der", type: "pkcs8" }) ?? jwtSecretFor(config))
+        .update(purpose)
+        .digest("base64url");
+    const accessTokens = createAccessTokens({
+      keys: signingKeys,
+      issuer: config.jwtIssuer,
+      audience: config.jwtAudience,
+      accessTokenTtlMs: config.accessTokenTtlMs,
+    });
+    await ensureAdmin(users, {
+      email: config.adminEmail,
+      password: config.adminPassword,
+      announce:
+        opts.announceAdmin ??
+        ((email, pw) =>
+          log.warn(
+            { email },
+            pw ? `created admin ${email} with generated password: ${pw} (shown once)` : "created admin",
+          )),
+    });
+
+    const databaseAnswers = async () => {
+      try {
+        await withTimeout(orm.em.getConnection().execute("select 1"), 1000);
+        return await withTimeout(migrationsApplied(orm), 1000);
+      } catch {
+        return false;
+      }
+    };
+    const health = await startHealth({
+      services: [UserService.typeName, AuthService.typeName],
+      probe: databaseAnswers,
+    });
+    releases.push(() => health.shutdown());
+    const metrics = createMetrics({
+      pools: { orm: pgPoolStats(await orm.em.getConnection().getNativeClient()), queries: pgPoolStats(pool) },
+    });
+
+    // Only when an OTLP endpoint is configured: otherwise no OpenTelemetry code is even loaded.
+    const tracing = config.tracing ? await startTracing(config.tracing, log) : undefined;
+    if (tracing) releases.push(() => tracing.shutdown());
+    const shutdown = new AbortController();
+    const validator = createValidator();
+    const routes = (router: ConnectRouter) => {
+      router.service(
+        UserService,
+        createUserService({
+          users,
+          pool,
+          validator,
+          queries: createUserQueries({ pool, pageTokenKey: derivedKey("page-tokens") }),
+          watch: createWatchUsers({ feed, pool, statuses, heartbeatMs: config.watchHeartbeatMs }),
+        }),
+      );
+      router.service(
+        AuthService,
+        createAuthService({
+          users,
+          sessions,
+          accessTokens,
+          lockout: createLoginLockout(pool),
+          allowSignup: config.allowSignup,
+        }),
+      );
+      router.service(Health, createHealthService(health));
+      registerReflection(router, [UserService, AuthService, Health]);
+    };
+    const { handle: rpc, h2Stream } = createRpcHandler(
+      routes,
+      {
+        interceptors: [
+          ...(tracing ? [tracing.interceptor] : []),
+          createMetricsInterceptor(metrics),
+          createLoggingInterceptor({ log }),
+          createErrorsInterceptor({ log }),
+          createRateLimitInterceptor({
+            ratePerSecond: config.rateLimitPerSecond,
+            burst: config.rateLimitBurst,
+            trustProxy: config.trustProxy,
+          }),
+          createAuthInterceptor({
+            verify: createCallerVerifier({ accessTokens, statuses }),
+            publicServices: [Health, ...reflectionServices].map((s) => s.typeName),
+          }),
+          createValidationInterceptor({ validator }),
+        ],
+        readMaxBytes: config.maxMessageBytes,
+        shutdownSignal: shutdown.signal,
+      },
+      config.unaryFastPath,
+    );
+
+    const httpRoutes: HttpRoute[] = [
+      createJwksRoute(signingKeys),
+      (req, res) => {
+        if (req.url !== "/healthz") return false;
+        res.writeHead(200, { "content-type": "text/plain" });
+        res.end("ok\n");
+        return true;
+      },
+      async (req, res) => {
+        if (req.url !== "/readyz") return false;
+        // Ready: not shutting down, the change feed is listening, the database answers with every migration applied.
+        const ready = closing === undefined && feed.isConnected() && (await databaseAnswers());
+        res.writeHead(ready ? 200 : 503, { "content-type": "text/plain" });
+        res.end(ready ? "ready\n" : "not ready\n");
+        return true;
+      },
+      createMetricsRoute(metrics),
+      createStaticRoute(),
+    ];
+
+    const server = await listen({
+      host: config.host,
+      port: config.port,
+      rpc,
+      h2Stream,
+      routes: httpRoutes,
+      corsAllowedOrigins: config.corsAllowedOrigins,
+      tls:
+        config.tlsCertFile && config.tlsKeyFile
+          ? { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile }
+          : undefined,
+    });
+    const url = `${config.tlsCertFile ? "https" : "http"}://${config.host.includes(":") ? `[${config.host}]` : config.host}:${server.port}`;
+    log.info({ url }, "listening");
+
+    let closing: Promise<void> | undefined;
+    return {
+      port: server.port,
+      url,
+      orm,
+      log,
+      close() {
+        closing ??= (async () => {
+          // Not serving; no new connections; GOAWAY lets open HTTP/2 sessions finish their calls.
+          health.shutdown();
+          await server.stopAccepting();
+          // Unary calls finish; streams may end by themselves within the grace period...
+          const idle = await server.drained(config.shutdownGraceMs);
+          if (!idle) {
+            // ...and the rest are ended with UNAVAILABLE, given a moment to write their trailers.
+            shutdown.abort(new ConnectError("the server is shutting down; retry on another replica", Code.Unavailable));
+            await server.drained(500);
+          }
+          server.destroyConnections();
+          // Every call has ended, so every span has: tracing flushes first, the database goes last.
+          await release();
+        })();
+        return closing;
+      },
+    };
   } catch (err) {
-    await embedded?.stop();
+    await release();
     throw err;
   }
-
-  const pool = createPgPool(databaseUrl, config.dbPoolMax);
-  const feed = createChangeFeed({ url: databaseUrl, log });
-  await feed.start();
-  const statuses = createUserStatusCache(pool);
-  const stopPruner = startPruner(pool, { retentionMs: config.changeLogRetentionMs, log });
-  feed.subscribe((events) => statuses.apply(events));
-  const users = createUserRepository(orm, pool, {
-    onWrite: (row) => {
-      statuses.forget(row.id);
-      void feed.poke();
-    },
-  });
-  const sessions = createSessionRepository(orm, config.refreshTokenTtlMs);
-  // HS256 with the shared secret unless a private key is configured (then no secret is read or generated).
-  const signingKeys = config.jwtPrivateKey
-    ? asymmetricKeys(config.jwtPrivateKey, config.jwtPreviousPublicKeys)
-    : symmetricKeys(jwtSecretFor(config));
-  // Keys for other purposes (page tokens) derive from the token key material, so replicas agree on them.
-  const derivedKey = (purpose: string) =>
-    createHmac("sha256", config.jwtPrivateKey?.export({ format: "der", type: "pkcs8" }) ?? jwtSecretFor(config))
-      .update(purpose)
-      .digest("base64url");
-  const accessTokens = createAccessTokens({
-    keys: signingKeys,
-    issuer: config.jwtIssuer,
-    audience: config.jwtAudience,
-    accessTokenTtlMs: config.accessTokenTtlMs,
-  });
-  await ensureAdmin(users, {
-    email: config.adminEmail,
-    password: config.adminPassword,
-    announce:
-      opts.announceAdmin ??
-      ((email, pw) =>
-        log.warn(
-          { email },
-          pw ? `created admin ${email} with generated password: ${pw} (shown once)` : "created admin",
-        )),
-  });
-
-  const databaseAnswers = async () => {
-    try {
-      await withTimeout(orm.em.getConnection().execute("select 1"), 1000);
-      return await withTimeout(migrationsApplied(orm), 1000);
-    } catch {
-      return false;
-    }
-  };
-  const health = await startHealth({ services: [UserService.typeName, AuthService.typeName], probe: databaseAnswers });
-  const metrics = createMetrics({
-    pools: { orm: pgPoolStats(await orm.em.getConnection().getNativeClient()), queries: pgPoolStats(pool) },
-  });
-
-  // Only when an OTLP endpoint is configured: otherwise no OpenTelemetry code is even loaded.
-  const tracing = config.tracing ? await startTracing(config.tracing, log) : undefined;
-  const shutdown = new AbortController();
-  const validator = createValidator();
-  const routes = (router: ConnectRouter) => {
-    router.service(
-      UserService,
-      createUserService({
-        users,
-        pool,
-        validator,
-        queries: createUserQueries({ pool, pageTokenKey: derivedKey("page-tokens") }),
-        watch: createWatchUsers({ feed, pool, statuses, heartbeatMs: config.watchHeartbeatMs }),
-      }),
-    );
-    router.service(
-      AuthService,
-      createAuthService({
-        users,
-        sessions,
-        accessTokens,
-        lockout: createLoginLockout(pool),
-        allowSignup: config.allowSignup,
-      }),
-    );
-    router.service(Health, createHealthService(health));
-    registerReflection(router, [UserService, AuthService, Health]);
-  };
-  const { handle: rpc, h2Stream } = createRpcHandler(
-    routes,
-    {
-      interceptors: [
-        ...(tracing ? [tracing.interceptor] : []),
-        createMetricsInterceptor(metrics),
-        createLoggingInterceptor({ log }),
-        createErrorsInterceptor({ log }),
-        createRateLimitInterceptor({
-          ratePerSecond: config.rateLimitPerSecond,
-          burst: config.rateLimitBurst,
-          trustProxy: config.trustProxy,
-        }),
-        createAuthInterceptor({
-          verify: createCallerVerifier({ accessTokens, statuses }),
-          publicServices: [Health, ...reflectionServices].map((s) => s.typeName),
-        }),
-        createValidationInterceptor({ validator }),
-      ],
-      readMaxBytes: config.maxMessageBytes,
-      shutdownSignal: shutdown.signal,
-    },
-    config.unaryFastPath,
-  );
-
-  const httpRoutes: HttpRoute[] = [
-    createJwksRoute(signingKeys),
-    (req, res) => {
-      if (req.url !== "/healthz") return false;
-      res.writeHead(200, { "content-type": "text/plain" });
-      res.end("ok\n");
-      return true;
-    },
-    async (req, res) => {
-      if (req.url !== "/readyz") return false;
-      // Ready: not shutting down, the change feed is listening, the database answers with every migration applied.
-      const ready = closing === undefined && feed.isConnected() && (await databaseAnswers());
-      res.writeHead(ready ? 200 : 503, { "content-type": "text/plain" });
-      res.end(ready ? "ready\n" : "not ready\n");
-      return true;
-    },
-    createMetricsRoute(metrics),
-    createStaticRoute(),
-  ];
-
-  const server = await listen({
-    host: config.host,
-    port: config.port,
-    rpc,
-    h2Stream,
-    routes: httpRoutes,
-    corsAllowedOrigins: config.corsAllowedOrigins,
-    tls:
-      config.tlsCertFile && config.tlsKeyFile
-        ? { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile }
-        : undefined,
-  });
-  const url = `${config.tlsCertFile ? "https" : "http"}://${config.host.includes(":") ? `[${config.host}]` : config.host}:${server.port}`;
-  log.info({ url }, "listening");
-
-  let closing: Promise<void> | undefined;
-  return {
-    port: server.port,
-    url,
-    orm,
-    log,
-    close() {
-      closing ??= (async () => {
-        // Not serving; no new connections; GOAWAY lets open HTTP/2 sessions finish their calls.
-        health.shutdown();
-        await server.stopAccepting();
-        // Unary calls finish; streams may end by themselves within the grace period...
-        const idle = await server.drained(config.shutdownGraceMs);
-        if (!idle) {
-          // ...and the rest are ended with UNAVAILABLE, given a moment to write their trailers.
-          shutdown.abort(new ConnectError("the server is shutting down; retry on another replica", Code.Unavailable));
-          await server.drained(500);
-        }
-        server.destroyConnections();
-        // Every call has ended, so every span has: send them before the process goes.
-        await tracing?.shutdown();
-        stopPruner();
-        await feed.close();
-        await pool.end();
-        await orm.close(true);
-        await embedded?.stop();
-      })();
-      return closing;
-    },
-  };
 }

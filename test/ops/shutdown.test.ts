@@ -5,6 +5,8 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -117,6 +119,33 @@ it("stops its embedded PostgreSQL on SIGTERM (no orphan process)", async () => {
     expect(await exited).toBe(0);
     expect(existsSync(`/proc/${pgPid}`)).toBe(false);
   } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}, 60_000);
+
+it("fails start-up on a port in use with one line, leaving no embedded PostgreSQL behind", async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), "user-service-busy-port-"));
+  const blocker = createServer().listen(0, "127.0.0.1");
+  await new Promise((r) => blocker.once("listening", r));
+  try {
+    const port = (blocker.address() as AddressInfo).port;
+    const child = spawn(process.execPath, ["src/main.ts"], {
+      env: { ...process.env, PORT: String(port), HOST: "127.0.0.1", DATA_DIR: dataDir, JWT_SECRET },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    children.push(child);
+    let stderr = "";
+    child.stderr?.on("data", (c: Buffer) => {
+      stderr += c;
+    });
+    const code = await new Promise<number | null>((done) => child.once("exit", done));
+    expect(code).not.toBe(0);
+    expect(stderr.trim().split("\n")).toHaveLength(1);
+    expect(stderr).toMatch(/EADDRINUSE/);
+    const pidFile = join(dataDir, "postgres", "postmaster.pid");
+    expect(existsSync(pidFile)).toBe(false);
+  } finally {
+    blocker.close();
     rmSync(dataDir, { recursive: true, force: true });
   }
 }, 60_000);
