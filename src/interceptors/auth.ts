@@ -40,7 +40,7 @@ function fieldAt(message: unknown, path: string): unknown {
 
 const denied = (why: string) => new ServiceError("PERMISSION_DENIED", why);
 
-/** The interceptor. `extraPolicies` declares services whose protos we do not own (health, reflection). */
+/** The interceptor. `publicServices` names services whose protos we do not own (health, reflection): no token needed. */
 export function createAuthInterceptor(opts: {
   verify: TokenVerifier;
   publicServices?: readonly string[];

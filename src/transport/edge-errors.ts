@@ -46,9 +46,12 @@ function envelope(flag: number, data: Uint8Array): Uint8Array {
   return out;
 }
 
-/** Decodes a chunk holding exactly one envelope with the given flag, or returns undefined. */
+/**
+ * The payload of a chunk holding exactly one envelope with exactly this flag, or undefined. A compressed
+ * trailer or end-stream envelope (flag | 0x01) is left alone: its payload is not text to rewrite.
+ */
 function singleEnvelope(chunk: Uint8Array, flag: number): Uint8Array | undefined {
-  if (chunk.byteLength < 5 || (chunk[0] & flag) !== flag) return undefined;
+  if (chunk.byteLength < 5 || chunk[0] !== flag) return undefined;
   const len = new DataView(chunk.buffer, chunk.byteOffset).getUint32(1);
   return len === chunk.byteLength - 5 ? chunk.subarray(5) : undefined;
 }
