@@ -12,7 +12,6 @@
  * `baseline-grpc,service-grpc`), BENCH_CPU_PROF (a directory: the servers run with --cpu-prof and write
  * one profile per load there, named <target>-round<N>.cpuprofile; see profile-summary.ts).
  */
-import { execFileSync } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
@@ -25,7 +24,7 @@ import { protocols, requestBody } from "./protocols.ts";
 import { type RunInfo, renderReport, type Sample, type Target } from "./report.ts";
 import { idBound, startRotatingBody } from "./rotating-body.ts";
 import { BENCH_ADMIN, benchUserId, seed } from "./seed.ts";
-import { repoRoot, type ServerEnv, type ServerProcess, startServer } from "./servers.ts";
+import { gitCommit, repoRoot, type ServerEnv, type ServerProcess, startServer } from "./servers.ts";
 import { startVerifier } from "./verifier.ts";
 
 function positive(name: string, fallback: number): number {
@@ -55,14 +54,6 @@ function selectedTargets(): Target[] {
   if (unknown.length)
     throw new Error(`BENCH_TARGETS: unknown ${unknown.join(", ")}; known: ${allTargets.map(targetId).join(", ")}`);
   return allTargets.filter((t) => wanted.includes(targetId(t)));
-}
-
-function gitCommit(): string {
-  try {
-    return execFileSync("git", ["describe", "--always", "--dirty"], { cwd: repoRoot, encoding: "utf8" }).trim();
-  } catch {
-    return "unknown";
-  }
 }
 
 const running = new Set<ServerProcess>();

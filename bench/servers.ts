@@ -2,7 +2,7 @@
  * The servers under test as child processes: the service (`node src/main.ts`, exactly as deployed) and the
  * baseline (bench/baseline-server.ts). A fresh process per load, so its peak RSS (VmHWM) is that load's.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { connect } from "node:net";
 import { fileURLToPath } from "node:url";
@@ -10,6 +10,15 @@ import { freePort } from "../src/db/embedded-postgres.ts";
 
 /** The repository root (the service's working directory). */
 export const repoRoot = fileURLToPath(new URL("..", import.meta.url));
+
+/** The commit a report was made at (`-dirty` when the tree has changes). */
+export function gitCommit(): string {
+  try {
+    return execFileSync("git", ["describe", "--always", "--dirty"], { cwd: repoRoot, encoding: "utf8" }).trim();
+  } catch {
+    return "unknown";
+  }
+}
 
 /** Clock ticks per second of /proc/<pid>/stat times (100 on every Linux architecture Node supports). */
 const USER_HZ = 100;

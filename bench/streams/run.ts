@@ -15,7 +15,7 @@
  * Every section starts a fresh service process (`node src/main.ts`), so its peak RSS is that section's.
  * The report is printed and written to bench/streams/results/latest.md. Environment: see README.md.
  */
-import { execFileSync, fork } from "node:child_process";
+import { fork } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
@@ -41,7 +41,7 @@ import {
 } from "../../src/users/list/index.ts";
 import { userColumns } from "../../src/users/user.record.ts";
 import { BENCH_ADMIN } from "../seed.ts";
-import { repoRoot, type ServerEnv, type ServerProcess, startServer } from "../servers.ts";
+import { gitCommit, repoRoot, type ServerEnv, type ServerProcess, startServer } from "../servers.ts";
 import { copyFrom, copyText } from "./copy.ts";
 import { seedUsers } from "./seed.ts";
 import { BUCKET_MS, type WatchersProgress, type WatchersResult } from "./watchers.ts";
@@ -86,14 +86,6 @@ function percentile(sorted: readonly number[], p: number): number {
 /** VmRSS of a process now, in bytes. */
 function rssNow(pid: number): number {
   return Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]) * 1024;
-}
-
-function gitCommit(): string {
-  try {
-    return execFileSync("git", ["describe", "--always", "--dirty"], { cwd: repoRoot, encoding: "utf8" }).trim();
-  } catch {
-    return "unknown";
-  }
 }
 
 const running = new Set<ServerProcess>();
