@@ -3,7 +3,7 @@
  * baseline (bench/baseline-server.ts). A fresh process per load, so its peak RSS (VmHWM) is that load's.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { appendFileSync, readFileSync } from "node:fs";
 import { connect } from "node:net";
 import { fileURLToPath } from "node:url";
 import { freePort } from "../src/db/embedded-postgres.ts";
@@ -78,14 +78,23 @@ export async function startServer(
   const port = await freePort();
   const script = kind === "service" ? "src/main.ts" : "bench/baseline-server.ts";
   // The service runs with the young-generation cap it is deployed with (package.json start, Dockerfile).
-  const flags = kind === "service" ? ["--max-semi-space-size=16", ...nodeArgs] : nodeArgs;
+  // BENCH_SERVICE_FLAGS replaces the service's V8/Node flags (to try others; the default is how it is deployed).
+  const serviceFlags = process.env.BENCH_SERVICE_FLAGS?.split(" ").filter((f) => f !== "") ?? [
+    "--max-semi-space-size=16",
+  ];
+  const flags = kind === "service" ? [...serviceFlags, ...nodeArgs] : nodeArgs;
   const child = spawn(process.execPath, [...flags, script], {
     cwd: repoRoot,
     env: { ...process.env, ...env, HOST: "127.0.0.1", PORT: String(port), LOG_LEVEL: "warn", SHUTDOWN_GRACE: "1s" },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";
-  const keep = (c: Buffer) => (output = (output + c).slice(-4000));
+  // BENCH_SERVER_LOG: a file that gets everything the servers write (e.g. with --trace-gc in the flags).
+  const logFile = process.env.BENCH_SERVER_LOG;
+  const keep = (c: Buffer) => {
+    if (logFile) appendFileSync(logFile, c);
+    output = (output + c).slice(-4000);
+  };
   child.stdout?.on("data", keep);
   child.stderr?.on("data", keep);
   const exited = new Promise<void>((done) => child.once("exit", () => done()));

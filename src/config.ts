@@ -49,6 +49,8 @@ export interface Config {
   readonly rateLimitBurst: number;
   readonly trustProxy: boolean;
   readonly unaryFastPath: boolean;
+  /** USER_CACHE_SIZE: users kept in memory for reads and auth checks (0: none). */
+  readonly userCacheSize: number;
 }
 
 const samplers = [
@@ -308,5 +310,6 @@ export function loadConfig(env: Env): Config {
     trustProxy: bool(env, "TRUST_PROXY", false),
     tracing: tracingConfig(env),
     unaryFastPath: bool(env, "UNARY_FAST_PATH", true),
+    userCacheSize: int(env, "USER_CACHE_SIZE", 100_000, 0, 10_000_000),
   });
 }

@@ -5,15 +5,11 @@
  * admin's token no longer grants admin). No database query on the hot path.
  */
 import type { Caller } from "../interceptors/context.ts";
+import type { UserCache } from "../users/user-cache.ts";
 import { type AccessTokens, invalidToken, type TokenClaims } from "./tokens.ts";
-import type { UserStatusCache } from "./user-status-cache.ts";
 
 /** Builds the verifier used by the auth interceptor. */
-export function createCallerVerifier(deps: {
-  accessTokens: AccessTokens;
-  statuses: UserStatusCache;
-  cacheSize?: number;
-}) {
+export function createCallerVerifier(deps: { accessTokens: AccessTokens; cache: UserCache; cacheSize?: number }) {
   const max = deps.cacheSize ?? 10_000;
   const verified = new Map<string, TokenClaims>();
   return async (token: string): Promise<Caller> => {
@@ -27,7 +23,7 @@ export function createCallerVerifier(deps: {
       if (verified.size >= max) verified.delete(verified.keys().next().value as string);
       verified.set(token, claims);
     }
-    const status = await deps.statuses.get(claims.userId);
+    const status = await deps.cache.status(claims.userId);
     if (status?.state !== "active" || claims.issuedAtMs < status.tokensValidAfterMs) {
       // Same answer as a forged token: a caller learns nothing about whether the user exists.
       throw invalidToken();

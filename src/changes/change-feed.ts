@@ -63,6 +63,8 @@ export function createChangeFeed(opts: { url: string; log: Logger; pollMs?: numb
   let client: pg.Client | undefined;
   let last = 0;
   let connected = false;
+  // Connected and caught up since the last (re)connect: nothing committed is missing but the latest moments.
+  let current = false;
   let closed = false;
   let draining: Promise<void> | undefined;
   let again = false;
@@ -99,6 +101,7 @@ export function createChangeFeed(opts: { url: string; log: Logger; pollMs?: numb
           again = false;
           await drainOnce(c);
         } while (again);
+        if (client === c) current = true;
       } catch {
         // The connection failed mid-read; the error handler reconnects and we catch up then.
       } finally {
@@ -123,6 +126,7 @@ export function createChangeFeed(opts: { url: string; log: Logger; pollMs?: numb
   function reconnect(c: pg.Client): void {
     if (client !== c || closed) return;
     connected = false;
+    current = false;
     client = undefined;
     c.removeAllListeners();
     c.on("error", () => {});
@@ -149,6 +153,7 @@ export function createChangeFeed(opts: { url: string; log: Logger; pollMs?: numb
       await connect();
       const res = await (client as pg.Client).query<{ seq: string | null }>("select max(seq) as seq from user_changes");
       last = Number(res.rows[0]?.seq ?? 0);
+      current = true;
       poll = setInterval(() => void drain(), pollMs);
       poll.unref();
     },
@@ -161,6 +166,8 @@ export function createChangeFeed(opts: { url: string; log: Logger; pollMs?: numb
     lastSeq: () => last,
     /** True while the LISTEN connection is up. */
     isConnected: () => connected,
+    /** True while connected and caught up since the last reconnect (no committed change is missing). */
+    isCurrent: () => current,
     /** Reads now instead of waiting for the notification (used right after a local write). */
     poke: () => drain(),
     async close(): Promise<void> {
@@ -169,6 +176,7 @@ export function createChangeFeed(opts: { url: string; log: Logger; pollMs?: numb
       const c = client;
       client = undefined;
       connected = false;
+      current = false;
       if (c) {
         c.removeAllListeners();
         c.on("error", () => {});

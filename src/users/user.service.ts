@@ -14,6 +14,7 @@ import { type Caller, kCaller } from "../interceptors/context.ts";
 import type { StoredState, UserRow } from "./user.entity.ts";
 import { etagOf, storedRole, toProtoUser } from "./user.mapper.ts";
 import type { UserRepository } from "./user.repository.ts";
+import type { UserCache } from "./user-cache.ts";
 import { importUsers } from "./user-import.ts";
 import type { UserQueries } from "./user-queries.ts";
 import type { createWatchUsers } from "./watch/watch-users.ts";
@@ -77,6 +78,7 @@ function requiredForUpdate(user: User, paths: readonly UpdatablePath[]): void {
 /** Builds the service implementation over the user repository. */
 export function createUserService(deps: {
   users: UserRepository;
+  cache: UserCache;
   queries: UserQueries;
   watch: ReturnType<typeof createWatchUsers>;
   pool: pg.Pool;
@@ -120,7 +122,7 @@ export function createUserService(deps: {
 
     async getUser(req, ctx) {
       const caller = callerOf(ctx);
-      const row = await users.findById(req.userId);
+      const row = await deps.cache.get(req.userId);
       if (!row || (!caller.admin && row.state === "deleted")) {
         if (!caller.admin) throw new ServiceError("PERMISSION_DENIED", "you may only access your own user");
         throw notFound(req.userId);

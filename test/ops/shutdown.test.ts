@@ -3,7 +3,7 @@
  * the listener closed, open watchers end with UNAVAILABLE after SHUTDOWN_GRACE, the process exits 0 within
  * the grace period plus a second, and (embedded mode) its PostgreSQL is gone too.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { createServer } from "node:net";
@@ -15,44 +15,10 @@ import { afterEach, expect, it } from "vitest";
 import { GetUserRequestSchema, GetUserResponseSchema, UserService } from "../../gen/user/v1/user_service_pb.js";
 import { clients, grpcJsClient, grpcJsUnary, type TransportName } from "../helpers/clients.ts";
 import { createTestDatabase } from "../helpers/database.ts";
+import { killProcesses, startProcess } from "../helpers/process.ts";
 import { ADMIN, JWT_SECRET } from "../helpers/server.ts";
 
-const children: ChildProcess[] = [];
-afterEach(() => {
-  for (const c of children.splice(0)) if (c.exitCode === null) c.kill("SIGKILL");
-});
-
-/** Starts the service as a child process; resolves with its URL once it listens. */
-function startProcess(
-  env: Record<string, string>,
-): Promise<{ child: ChildProcess; url: string; exited: Promise<number | null> }> {
-  const child = spawn(process.execPath, ["src/main.ts"], {
-    env: {
-      ...process.env,
-      PORT: "0",
-      HOST: "127.0.0.1",
-      JWT_SECRET,
-      ADMIN_EMAIL: ADMIN.email,
-      ADMIN_PASSWORD: ADMIN.password,
-      ...env,
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.push(child);
-  const exited = new Promise<number | null>((done) => child.once("exit", (code) => done(code)));
-  return new Promise((done, fail) => {
-    let out = "";
-    child.stdout?.on("data", (chunk: Buffer) => {
-      out += chunk;
-      const m = /"url":"(http:\/\/[^"]+)".*"msg":"listening"/.exec(out);
-      if (m) done({ child, url: m[1], exited });
-    });
-    child.stderr?.on("data", (chunk: Buffer) => {
-      out += chunk;
-    });
-    child.once("exit", (code) => fail(new Error(`exited ${code} before listening: ${out.slice(-500)}`)));
-  });
-}
+afterEach(killProcesses);
 
 it("drains unary calls and ends watchers with UNAVAILABLE on SIGTERM, exit 0", async () => {
   const { child, url, exited } = await startProcess({ DATABASE_URL: await createTestDatabase(), SHUTDOWN_GRACE: "2s" });
@@ -133,7 +99,6 @@ it("fails start-up on a port in use with one line, leaving no embedded PostgreSQ
       env: { ...process.env, PORT: String(port), HOST: "127.0.0.1", DATA_DIR: dataDir, JWT_SECRET },
       stdio: ["ignore", "pipe", "pipe"],
     });
-    children.push(child);
     let stderr = "";
     child.stderr?.on("data", (c: Buffer) => {
       stderr += c;

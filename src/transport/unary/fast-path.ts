@@ -57,7 +57,7 @@ async function run(
   path: string,
   peer: string,
   body: Buffer,
-  onCancel: (cancel: () => void) => void,
+  onCancel: (cancel: () => void) => () => void,
   opts: FastPathOptions,
 ): Promise<WireResponse> {
   const header = (name: string) => raw[name] as string | undefined;
@@ -75,7 +75,7 @@ async function run(
     requestHeader: requestHeaders(raw),
     contextValues: createContextValues().set(kClientAddress, peer),
   });
-  onCancel(() => context.abort(new ConnectError("the client cancelled the call", Code.Canceled)));
+  const stopListening = onCancel(() => context.abort(new ConnectError("the client cancelled the call", Code.Canceled)));
   try {
     const output = await invokeUnaryImplementation(spec, context, input, opts.interceptors);
     if (context.signal.aborted) throw context.signal.reason;
@@ -83,6 +83,9 @@ async function run(
   } catch (err) {
     return protocol.failure(ConnectError.from(err), context.responseHeader);
   } finally {
+    // The context is garbage from here on (the stream may live on for a while as its response is written):
+    // objects that outlive a young-generation GC cycle get promoted, and promotion is what grows the heap.
+    stopListening();
     context.abort(CALL_DONE);
   }
 }
@@ -125,6 +128,7 @@ export function createUnaryFastPath(specs: ReadonlyMap<string, UnarySpec>, opts:
       const onCancel = (cancel: () => void) => {
         if (stream.aborted) cancel();
         else stream.once("aborted", cancel);
+        return () => stream.removeListener("aborted", cancel);
       };
       void readBody(stream, bodyLimit)
         .then((body) =>
@@ -153,10 +157,13 @@ export function createUnaryFastPath(specs: ReadonlyMap<string, UnarySpec>, opts:
       if (!spec || req.url !== path) return false;
       const protocol = detect(req.method, (n) => req.headers[n] as string | undefined, false);
       if (!protocol) return false;
-      const onCancel = (cancel: () => void) =>
-        res.once("close", () => {
+      const onCancel = (cancel: () => void) => {
+        const onClose = () => {
           if (!res.writableFinished) cancel();
-        });
+        };
+        res.once("close", onClose);
+        return () => res.removeListener("close", onClose);
+      };
       void readBody(req, bodyLimit)
         .then((body) =>
           body === undefined

@@ -17,7 +17,6 @@ import {
   type WatchUsersResponse,
   WatchUsersResponseSchema,
 } from "../../../gen/user/v1/user_service_pb.js";
-import type { UserStatusCache } from "../../auth/user-status-cache.ts";
 import type { ChangeEvent, ChangeFeed } from "../../changes/change-feed.ts";
 import { readChangesSince } from "../../changes/change-feed.ts";
 import type { UserSnapshot } from "../../changes/change-log.ts";
@@ -38,6 +37,7 @@ import {
 } from "../list/index.ts";
 import { toProtoUser } from "../user.mapper.ts";
 import { fromRecord, type UserRecord, userColumns } from "../user.record.ts";
+import type { UserCache } from "../user-cache.ts";
 import { matchesFilter } from "./filter-match.ts";
 import { decodeResumeToken, encodeResumeToken } from "./resume-token.ts";
 
@@ -45,7 +45,7 @@ import { decodeResumeToken, encodeResumeToken } from "./resume-token.ts";
 export interface WatchDeps {
   feed: ChangeFeed;
   pool: pg.Pool;
-  statuses: UserStatusCache;
+  cache: UserCache;
   heartbeatMs: number;
   /** Buffered live events beyond which a slow watcher is ended (it can resume). */
   maxBacklog?: number;
@@ -198,7 +198,7 @@ export function createWatchUsers(deps: WatchDeps) {
           if (reason instanceof ConnectError) throw reason;
           return;
         }
-        const status = await deps.statuses.get(caller.userId);
+        const status = await deps.cache.status(caller.userId);
         if (
           Date.now() >= caller.expiresAtMs ||
           !status ||

@@ -1,0 +1,135 @@
+/**
+ * GetUser and the auth check are served from each process's in-memory user cache (src/users/user-cache.ts),
+ * kept exact by the change log. Two real server processes on one database: a write through one is seen by a
+ * read through the other within 100 ms; a read after a write through the same process always sees the
+ * write; a suspension through one process stops the user's token on the other; and after the cache's feed
+ * connection is killed, what was written meanwhile is still seen.
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { UserState } from "../../gen/user/v1/user_pb.js";
+import { adminToken, createMember, createPlainUser } from "../helpers/accounts.ts";
+import { type Clients, clients } from "../helpers/clients.ts";
+import { createTestDatabase, query } from "../helpers/database.ts";
+import { killProcesses, type ServiceProcess, startProcess } from "../helpers/process.ts";
+
+let a: ServiceProcess;
+let b: ServiceProcess;
+let databaseUrl: string;
+let token: string;
+let onA: Clients;
+let onB: Clients;
+
+beforeAll(async () => {
+  databaseUrl = await createTestDatabase();
+  // One after the other: the first creates the admin, the second finds it.
+  a = await startProcess({ DATABASE_URL: databaseUrl, LOG_LEVEL: "info" });
+  b = await startProcess({ DATABASE_URL: databaseUrl, LOG_LEVEL: "info" });
+  token = await adminToken(a.url);
+  onA = clients(a.url, "grpc", () => token);
+  onB = clients(b.url, "connect-h2", () => token);
+}, 60_000);
+afterAll(killProcesses);
+
+/** Polls GetUser on `on` until `done` holds; resolves with the milliseconds it took. */
+async function until(on: Clients, id: string, done: (etag: string, state: UserState) => boolean): Promise<number> {
+  const start = performance.now();
+  for (;;) {
+    const u = (await on.users.getUser({ userId: id })).user;
+    if (u && done(u.etag, u.state)) return performance.now() - start;
+    if (performance.now() - start > 5000) throw new Error("the change was not seen within 5 s");
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+describe("two processes on one database", () => {
+  it("a write through one is read through the other within 100 ms", async () => {
+    const user = await createPlainUser(a.url, token, "cross");
+    const delays: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      // Read on A first, so A holds the user in memory.
+      const before = (await onA.users.getUser({ userId: user.id })).user;
+      const after = (
+        await onB.users.updateUser({
+          user: { id: user.id, displayName: `renamed on B ${i}` },
+          updateMask: { paths: ["display_name"] },
+        })
+      ).user;
+      expect(after?.etag).not.toBe(before?.etag);
+      delays.push(await until(onA, user.id, (etag) => etag === after?.etag));
+    }
+    expect(Math.max(...delays)).toBeLessThan(100);
+    // And deletion, the other way round.
+    await onA.users.getUser({ userId: user.id });
+    await onB.users.getUser({ userId: user.id });
+    await onA.users.deleteUser({ userId: user.id });
+    expect(await until(onB, user.id, (_, state) => state === UserState.DELETED)).toBeLessThan(100);
+  });
+
+  it("a read after a write through the same process always sees the write", async () => {
+    const user = await createPlainUser(a.url, token, "own-writes");
+    // A reader keeps the user hot in A's memory while the writes happen.
+    let reading = true;
+    const reader = (async () => {
+      while (reading) await onA.users.getUser({ userId: user.id });
+    })();
+    try {
+      for (let i = 0; i < 50; i++) {
+        const written = (
+          await onA.users.updateUser({
+            user: { id: user.id, labels: { round: String(i) } },
+            updateMask: { paths: ["labels"] },
+          })
+        ).user;
+        const read = (await onA.users.getUser({ userId: user.id })).user;
+        expect([read?.etag, read?.labels]).toEqual([written?.etag, { round: String(i) }]);
+      }
+    } finally {
+      reading = false;
+      await reader;
+    }
+  });
+
+  it("a suspension through one process stops the user's token on the other", async () => {
+    const member = await createMember(a.url, token, { prefix: "suspended" });
+    const self = clients(b.url, "grpc", () => member.token);
+    expect((await self.users.getUser({ userId: member.user.id })).user?.id).toBe(member.user.id);
+    await onA.users.updateUser({
+      user: { id: member.user.id, state: UserState.SUSPENDED },
+      updateMask: { paths: ["state"] },
+    });
+    const start = performance.now();
+    for (;;) {
+      const err = await self.users.getUser({ userId: member.user.id }).then(
+        () => undefined,
+        (e: unknown) => ConnectError.from(e),
+      );
+      if (err) {
+        expect(err.code).toBe(Code.Unauthenticated);
+        break;
+      }
+      expect(performance.now() - start).toBeLessThan(1000);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  });
+
+  it("after the feed connection of both is killed, writes made meanwhile are read", async () => {
+    const user = await createPlainUser(a.url, token, "feed-drop");
+    await Promise.all([onA.users.getUser({ userId: user.id }), onB.users.getUser({ userId: user.id })]);
+    const killed = await query(
+      databaseUrl,
+      `select pg_terminate_backend(pid) from pg_stat_activity
+       where datname = current_database() and pid <> pg_backend_pid() and query ilike '%user_changes%'`,
+    );
+    expect(killed.length).toBeGreaterThanOrEqual(2);
+    const after = (
+      await onB.users.updateUser({
+        user: { id: user.id, displayName: "written while nobody listened" },
+        updateMask: { paths: ["display_name"] },
+      })
+    ).user;
+    // Reconnecting takes a backoff of 100 ms; the catch-up brings the change.
+    expect(await until(onA, user.id, (etag) => etag === after?.etag)).toBeLessThan(2000);
+    expect((await onB.users.getUser({ userId: user.id })).user?.etag).toBe(after?.etag);
+  });
+});
