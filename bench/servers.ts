@@ -77,10 +77,11 @@ export async function startServer(
 ): Promise<ServerProcess> {
   const port = await freePort();
   const script = kind === "service" ? "src/main.ts" : "bench/baseline-server.ts";
-  // The service runs with the young-generation cap it is deployed with (package.json start, Dockerfile).
+  // The service runs with the V8 heap flags it is deployed with (package.json start, Dockerfile; docs/adr/0005).
   // BENCH_SERVICE_FLAGS replaces the service's V8/Node flags (to try others; the default is how it is deployed).
   const serviceFlags = process.env.BENCH_SERVICE_FLAGS?.split(" ").filter((f) => f !== "") ?? [
     "--max-semi-space-size=16",
+    "--heap-growing-percent=20",
   ];
   const flags = kind === "service" ? [...serviceFlags, ...nodeArgs] : nodeArgs;
   const child = spawn(process.execPath, [...flags, script], {

@@ -12,6 +12,7 @@ import { adminToken, createMember, createPlainUser } from "../helpers/accounts.t
 import { type Clients, clients } from "../helpers/clients.ts";
 import { createTestDatabase, query } from "../helpers/database.ts";
 import { killProcesses, type ServiceProcess, startProcess } from "../helpers/process.ts";
+import { startTestServer } from "../helpers/server.ts";
 
 let a: ServiceProcess;
 let b: ServiceProcess;
@@ -131,5 +132,41 @@ describe("two processes on one database", () => {
     // Reconnecting takes a backoff of 100 ms; the catch-up brings the change.
     expect(await until(onA, user.id, (etag) => etag === after?.etag)).toBeLessThan(2000);
     expect((await onB.users.getUser({ userId: user.id })).user?.etag).toBe(after?.etag);
+  });
+});
+
+describe("a cache smaller than the users", () => {
+  it("evicts, and every read is still the committed row", async () => {
+    const small = await startTestServer({ USER_CACHE_SIZE: "3" });
+    try {
+      const admin = await adminToken(small.url);
+      const on = clients(small.url, "grpc", () => admin);
+      const users = await Promise.all(
+        [1, 2, 3, 4, 5, 6, 7, 8].map((i) => createPlainUser(small.url, admin, `small${i}`)),
+      );
+      for (let round = 0; round < 5; round++) {
+        for (const [i, u] of users.entries()) {
+          if ((i + round) % 3 === 0) {
+            await on.users.updateUser({
+              user: { id: u.id, displayName: `round ${round}` },
+              updateMask: { paths: ["display_name"] },
+            });
+          }
+          const read = (await on.users.getUser({ userId: u.id })).user;
+          const rows = await query<{ display_name: string; version: number }>(
+            small.databaseUrl,
+            "select display_name, version from users where id = $1",
+            [u.id],
+          );
+          expect([read?.displayName, read?.etag]).toEqual([rows[0].display_name, `W/"${rows[0].version}"`]);
+        }
+      }
+      const scrape = await (await fetch(`${small.url}/metrics`)).text();
+      const entries = Number(/^user_cache_entries (\d+)$/m.exec(scrape)?.[1]);
+      expect(entries).toBeGreaterThan(0);
+      expect(entries).toBeLessThanOrEqual(3);
+    } finally {
+      await small.close();
+    }
   });
 });
