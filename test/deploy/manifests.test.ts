@@ -237,8 +237,12 @@ describe("Dockerfile", () => {
   });
 
   it("runs what `npm start` runs, as a non-root user, on the Deployment's port", () => {
-    expect(lines("CMD")).toEqual(['CMD ["node", "--max-semi-space-size=16", "--heap-growing-percent=20", "src/main.ts"]']);
-    expect(pkg.scripts.start).toBe("node scripts/node24.mjs --max-semi-space-size=16 --heap-growing-percent=20 src/main.ts");
+    expect(lines("CMD")).toEqual([
+      'CMD ["node", "--max-semi-space-size=16", "--heap-growing-percent=20", "src/main.ts"]',
+    ]);
+    expect(pkg.scripts.start).toBe(
+      "node scripts/node24.mjs --max-semi-space-size=16 --heap-growing-percent=20 src/main.ts",
+    );
     const [user] = lines("USER");
     expect(user).toBeDefined();
     expect(user).not.toMatch(/^USER (root|0)(:|$)/);
