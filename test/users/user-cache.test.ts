@@ -114,6 +114,16 @@ describe("two processes on one database", () => {
     }
   });
 
+  it("a process that starts later serves the users it loaded at start exactly as they were written", async () => {
+    const made = await Promise.all([1, 2, 3].map((i) => createPlainUser(a.url, token, `warm${i}`)));
+    const member = await createMember(a.url, token, { prefix: "warm", labels: { team: "blue" } });
+    const c = await startProcess({ DATABASE_URL: databaseUrl, LOG_LEVEL: "info" });
+    const onC = clients(c.url, "grpc-web-h2", () => token);
+    for (const u of [...made, member.user]) expect((await onC.users.getUser({ userId: u.id })).user).toEqual(u);
+    c.child.kill("SIGTERM");
+    await c.exited;
+  });
+
   it("after the feed connection of both is killed, writes made meanwhile are read", async () => {
     const user = await createPlainUser(a.url, token, "feed-drop");
     await Promise.all([onA.users.getUser({ userId: user.id }), onB.users.getUser({ userId: user.id })]);
