@@ -39,15 +39,18 @@ export function bounded(err: ServiceError): ServiceError {
   });
 }
 
+/** A Connect error as it goes to the caller: with our ErrorInfo (reason from the code) when it has none. */
+export function withErrorInfo(err: ConnectError): ConnectError {
+  if (err.findDetails(ErrorInfoSchema).some((d) => d.domain === ERROR_DOMAIN)) return err;
+  const withInfo = connectErrorFor(codeName(err.code), err.code, err.rawMessage, { metadata: {} });
+  withInfo.details.push(...err.details);
+  return withInfo;
+}
+
 /** Maps any thrown value to the ConnectError the caller sees. */
 export function toWireError(err: unknown, log: Logger, method: string): ConnectError {
   if (err instanceof ServiceError) return toConnectError(bounded(err));
-  if (err instanceof ConnectError) {
-    if (err.findDetails(ErrorInfoSchema).some((d) => d.domain === ERROR_DOMAIN)) return err;
-    const withInfo = connectErrorFor(codeName(err.code), err.code, err.rawMessage, { metadata: {} });
-    withInfo.details.push(...err.details);
-    return withInfo;
-  }
+  if (err instanceof ConnectError) return withErrorInfo(err);
   if (isDatabaseUnavailable(err)) {
     return connectErrorFor("UNAVAILABLE", Code.Unavailable, "the database is unavailable; retry later");
   }

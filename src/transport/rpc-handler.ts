@@ -5,7 +5,7 @@
  * edge (see edge-errors.ts).
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Http2ServerRequest } from "node:http2";
+import type { Http2ServerRequest, IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
 import {
   Code,
   type ConnectRouter,
@@ -25,6 +25,7 @@ import {
 import { connectErrorFor } from "../errors.ts";
 import { kClientAddress } from "../interceptors/context.ts";
 import { normaliseEdgeErrors } from "./edge-errors.ts";
+import { createServerStreamPath, type ServerStreamSpec } from "./stream/server-stream.ts";
 import { createUnaryFastPath, type UnarySpec } from "./unary/fast-path.ts";
 import { connectJson, grpc, grpcWeb } from "./unary/protocols.ts";
 
@@ -36,24 +37,31 @@ type Res = ServerResponse;
 export type RpcHandler = (req: Req, res: Res) => boolean;
 
 /**
- * Builds the handler, and the gRPC fast path for the unary methods of the same services (same
- * implementations, same interceptors).
+ * Builds the handler, and the fast paths for HTTP/2 unary and server-streaming calls of the same services
+ * (same implementations, same interceptors).
  */
 export function createRpcHandler(
   routes: (router: ConnectRouter) => void,
   options: ConnectRouterOptions & { interceptors: Interceptor[]; readMaxBytes: number },
   fastPath = true,
-): { handle: RpcHandler; h2Stream: ReturnType<typeof createUnaryFastPath>["h2"] | undefined } {
+): {
+  handle: RpcHandler;
+  h2Stream: ((stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => boolean) | undefined;
+} {
   const router = createConnectRouter({ acceptCompression: [compressionGzip, compressionBrotli], ...options });
   const unary = new Map<string, UnarySpec>();
+  const serverStreams = new Map<string, ServerStreamSpec>();
   const recorder: ConnectRouter = {
     get handlers() {
       return router.handlers;
     },
     service(service, impl, opts) {
       const spec = createServiceImplSpec(service, impl);
-      for (const m of Object.values(spec.methods))
-        if (m.kind === "unary") unary.set(`/${service.typeName}/${m.method.name}`, m);
+      for (const m of Object.values(spec.methods)) {
+        const path = `/${service.typeName}/${m.method.name}`;
+        if (m.kind === "unary") unary.set(path, m);
+        else if (m.kind === "server_streaming") serverStreams.set(path, m);
+      }
       router.service(service, impl, opts);
       return this;
     },
@@ -67,6 +75,13 @@ export function createRpcHandler(
   for (const h of router.handlers) paths.set(h.requestPath, normaliseEdgeErrors(h));
   const fast = fastPath
     ? createUnaryFastPath(unary, { interceptors: options.interceptors, readMaxBytes: options.readMaxBytes })
+    : undefined;
+  const streamPath = fastPath
+    ? createServerStreamPath(serverStreams, {
+        interceptors: options.interceptors,
+        readMaxBytes: options.readMaxBytes,
+        shutdownSignal: options.shutdownSignal,
+      })
     : undefined;
   const handle: RpcHandler = (req, res) => {
     if (fast && "socket" in req && !("stream" in req) && fast.h1(req as IncomingMessage, res)) return true;
@@ -82,7 +97,12 @@ export function createRpcHandler(
       });
     return true;
   };
-  return { handle, h2Stream: fast?.h2 };
+  const h2Stream =
+    fast && streamPath
+      ? (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) =>
+          fast.h2(stream, headers) || streamPath(stream, headers)
+      : undefined;
+  return { handle, h2Stream };
 }
 
 /** UNIMPLEMENTED for a path that looks like an RPC (`/pkg.Service/Method`); false for anything else. */

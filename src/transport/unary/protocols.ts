@@ -44,7 +44,7 @@ const undecodable = () =>
 const tooLarge = (n: number, max: number) =>
   connectErrorFor("RESOURCE_EXHAUSTED", Code.ResourceExhausted, `message size ${n} is larger than the limit ${max}`);
 
-function toObject(h: Headers, into: Record<string, string> = {}, prefix = ""): Record<string, string> {
+export function toObject(h: Headers, into: Record<string, string> = {}, prefix = ""): Record<string, string> {
   h.forEach((v, k) => {
     into[prefix + k] = v;
   });
@@ -55,7 +55,7 @@ function toObject(h: Headers, into: Record<string, string> = {}, prefix = ""): R
  * grpc-message as the gRPC spec encodes it: printable ASCII except "%" as is, everything else as UTF-8
  * percent-escapes. (connect's encodeURIComponent also escapes ":" and ";", which grpc-js then shows raw.)
  */
-function grpcStatusHeaders(err: ConnectError, into: Headers): Headers {
+export function grpcStatusHeaders(err: ConnectError, into: Headers): Headers {
   const h = setTrailerStatus(into, err);
   let message = "";
   for (const byte of Buffer.from(err.rawMessage)) {
@@ -68,7 +68,7 @@ function grpcStatusHeaders(err: ConnectError, into: Headers): Headers {
   return h;
 }
 
-function frame(flag: number, data: Uint8Array): Buffer {
+export function frame(flag: number, data: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(5 + data.length);
   out[0] = flag;
   out.writeUInt32BE(data.length, 1);
@@ -77,7 +77,7 @@ function frame(flag: number, data: Uint8Array): Buffer {
 }
 
 /** The single length-prefixed, uncompressed message of a gRPC or gRPC-web unary request. */
-function unframe<I extends DescMessage>(desc: I, body: Buffer, max: number): MessageShape<I> | ConnectError {
+export function unframe<I extends DescMessage>(desc: I, body: Buffer, max: number): MessageShape<I> | ConnectError {
   if (body.length < 5)
     return connectErrorFor("INVALID_ARGUMENT", Code.InvalidArgument, "a unary request needs exactly one message");
   const len = body.readUInt32BE(1);
@@ -96,7 +96,7 @@ function unframe<I extends DescMessage>(desc: I, body: Buffer, max: number): Mes
   }
 }
 
-function grpcTimeout(header: (name: string) => string | undefined) {
+export function grpcTimeout(header: (name: string) => string | undefined) {
   const t = parseTimeout(header("grpc-timeout") ?? null, maxTimeout);
   return t.error ?? t.timeoutMs;
 }
@@ -125,6 +125,15 @@ export const grpc: UnaryProtocol = {
   },
 };
 
+/** The gRPC-web trailer frame (flag 0x80) holding `trailer` as HTTP/1-style header lines. */
+export function grpcWebTrailers(trailer: Headers): Buffer {
+  let lines = "";
+  trailer.forEach((v, k) => {
+    lines += `${k}: ${v}\r\n`;
+  });
+  return frame(0x80, Buffer.from(lines));
+}
+
 /** gRPC-web, binary. */
 export const grpcWeb: UnaryProtocol = {
   name: "grpc-web",
@@ -133,14 +142,7 @@ export const grpcWeb: UnaryProtocol = {
   success(desc, message, header, trailer) {
     trailer.set("grpc-status", "0");
     const data = frame(0, toBinary(desc, message));
-    const trailers = frame(
-      0x80,
-      Buffer.from(
-        Object.entries(toObject(trailer))
-          .map(([k, v]) => `${k}: ${v}\r\n`)
-          .join(""),
-      ),
-    );
+    const trailers = grpcWebTrailers(trailer);
     return {
       status: 200,
       headers: toObject(header, { "content-type": "application/grpc-web+proto" }),
@@ -149,15 +151,7 @@ export const grpcWeb: UnaryProtocol = {
     };
   },
   failure(err, header) {
-    const t = grpcStatusHeaders(err, new Headers());
-    const trailers = frame(
-      0x80,
-      Buffer.from(
-        Object.entries(toObject(t))
-          .map(([k, v]) => `${k}: ${v}\r\n`)
-          .join(""),
-      ),
-    );
+    const trailers = grpcWebTrailers(grpcStatusHeaders(err, new Headers()));
     return {
       status: 200,
       headers: toObject(header, { "content-type": "application/grpc-web+proto" }),
@@ -167,7 +161,7 @@ export const grpcWeb: UnaryProtocol = {
   },
 };
 
-function connectTimeout(header: (name: string) => string | undefined) {
+export function connectTimeout(header: (name: string) => string | undefined) {
   const raw = header("connect-timeout-ms");
   if (raw === undefined) return undefined;
   if (!/^\d{1,10}$/.test(raw))

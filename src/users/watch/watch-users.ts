@@ -38,6 +38,7 @@ import {
 import { toProtoUser } from "../user.mapper.ts";
 import { fromRecord, type UserRecord, userColumns } from "../user.record.ts";
 import type { UserCache } from "../user-cache.ts";
+import { turn } from "./fair-share.ts";
 import { matchesFilter } from "./filter-match.ts";
 import { decodeResumeToken, encodeResumeToken } from "./resume-token.ts";
 
@@ -185,6 +186,7 @@ export function createWatchUsers(deps: WatchDeps) {
         for (const e of events) {
           last = e.seq;
           if (matches(filter, e)) {
+            await turn();
             yield eventMessage(e);
             lastSent = Date.now();
           }
@@ -219,6 +221,7 @@ export function createWatchUsers(deps: WatchDeps) {
             if (e.seq <= last) continue;
             last = e.seq;
             if (matches(filter, e)) {
+              await turn();
               yield eventMessage(e);
               lastSent = Date.now();
             }
