@@ -219,6 +219,11 @@ export function createServerStreamPath(
     const cancel = () => context.abort(new ConnectError("the client cancelled the call", Code.Canceled));
     stream.once("aborted", cancel);
     stream.once("close", cancel);
+    let corked = false;
+    const uncork = () => {
+      corked = false;
+      stream.uncork();
+    };
     const output = transformInvokeImplementation(spec, context, opts.interceptors)(createAsyncIterable([input]));
     const it = output[Symbol.asyncIterator]();
     try {
@@ -227,6 +232,12 @@ export function createServerStreamPath(
         if (next.done) break;
         if (gone()) break;
         if (!headersSent) sendHeaders(context.responseHeader);
+        // Messages written in one turn of the event loop leave as one write (a watcher catching up writes many).
+        if (!corked) {
+          corked = true;
+          stream.cork();
+          setImmediate(uncork);
+        }
         if (!stream.write(envelope(spec.method.output, next.value))) await drained(stream);
       }
       if (gone()) return;
