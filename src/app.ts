@@ -16,6 +16,7 @@ import { createAuthService } from "./auth/auth.service.ts";
 import { createCallerVerifier } from "./auth/caller-verifier.ts";
 import { createJwksRoute } from "./auth/jwks.ts";
 import { createLoginLockout } from "./auth/lockout.ts";
+import { createRevokedSessions } from "./auth/revoked-sessions.ts";
 import { createSessionRepository } from "./auth/session.repository.ts";
 import { asymmetricKeys, symmetricKeys } from "./auth/signing-keys.ts";
 import { createAccessTokens } from "./auth/tokens.ts";
@@ -121,6 +122,10 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     const cache = createUserCache({ load: users.findById, isCurrent: feed.isCurrent, max: config.userCacheSize });
     feed.subscribe(cache.apply);
     const sessions = createSessionRepository(orm, config.refreshTokenTtlMs);
+    // Sessions revoked by Logout or refresh-token reuse, for as long as their access tokens can live.
+    const revokedSessions = createRevokedSessions({ pool, keepMs: config.accessTokenTtlMs + 5_000, log });
+    await revokedSessions.start();
+    releases.push(async () => revokedSessions.close());
     // HS256 with the shared secret unless a private key is configured (then no secret is read or generated).
     const signingKeys = config.jwtPrivateKey
       ? asymmetricKeys(config.jwtPrivateKey, config.jwtPreviousPublicKeys)
@@ -180,7 +185,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
           pool,
           validator,
           queries: createUserQueries({ pool, pageTokenKey: derivedKey("page-tokens") }),
-          watch: createWatchUsers({ feed, pool, cache, heartbeatMs: config.watchHeartbeatMs }),
+          watch: createWatchUsers({ feed, pool, cache, revokedSessions, heartbeatMs: config.watchHeartbeatMs }),
         }),
       );
       router.service(
@@ -190,6 +195,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
           sessions,
           accessTokens,
           lockout: createLoginLockout(pool),
+          revokedSessions,
           allowSignup: config.allowSignup,
         }),
       );
@@ -210,7 +216,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
             trustProxy: config.trustProxy,
           }),
           createAuthInterceptor({
-            verify: createCallerVerifier({ accessTokens, cache }),
+            verify: createCallerVerifier({ accessTokens, cache, revokedSessions }),
             publicServices: [Health, ...reflectionServices].map((s) => s.typeName),
           }),
           createValidationInterceptor({ validator }),

@@ -13,6 +13,7 @@ import { toProtoUser } from "../users/user.mapper.ts";
 import type { UserRepository } from "../users/user.repository.ts";
 import type { LoginLockout } from "./lockout.ts";
 import { hashPassword, needsRehash, verifyAgainstDummy, verifyPassword } from "./passwords.ts";
+import type { RevokedSessions } from "./revoked-sessions.ts";
 import type { SessionRepository } from "./session.repository.ts";
 import { type AccessTokens, invalidToken } from "./tokens.ts";
 
@@ -25,6 +26,7 @@ export interface AuthServiceDeps {
   sessions: SessionRepository;
   accessTokens: AccessTokens;
   lockout: LoginLockout;
+  revokedSessions: RevokedSessions;
   allowSignup: boolean;
 }
 
@@ -32,8 +34,12 @@ export interface AuthServiceDeps {
 export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof AuthService> {
   const { users, sessions, accessTokens, lockout } = deps;
 
-  function tokens(user: { id: string; role: UserRow["role"] }, refreshToken: string): Tokens {
-    const access = accessTokens.issue(user.id, user.role === "admin");
+  function tokens(
+    user: { id: string; role: UserRow["role"] },
+    session: { refreshToken: string; familyId: string },
+  ): Tokens {
+    const access = accessTokens.issue(user.id, user.role === "admin", session.familyId);
+    const refreshToken = session.refreshToken;
     return create(TokensSchema, {
       accessToken: access.token,
       refreshToken,
@@ -86,14 +92,19 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
         req.refreshToken,
         async (id) => (await users.findById(id))?.state === "active",
       );
-      if (!rotation.ok) throw badRefreshToken();
+      if (!rotation.ok) {
+        // A rotated token presented again: its whole session is revoked, access tokens included.
+        if (rotation.why === "reused") deps.revokedSessions.add(rotation.familyId);
+        throw badRefreshToken();
+      }
       const user = await users.findById(rotation.userId);
       if (!user) throw badRefreshToken();
-      return { tokens: tokens(user, rotation.refreshToken) };
+      return { tokens: tokens(user, rotation) };
     },
 
     async logout(req) {
-      await sessions.revokeFamilyOf(req.refreshToken);
+      const family = await sessions.revokeFamilyOf(req.refreshToken);
+      if (family) deps.revokedSessions.add(family);
       return {};
     },
 

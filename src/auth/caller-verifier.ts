@@ -2,14 +2,21 @@
  * Turns a bearer token into the Caller of a call: JWT verification (cached per token until it expires,
  * because HMAC and JSON parsing are the bulk of an auth check) and the user's current status from the
  * in-memory cache (so a suspended, deleted or re-passworded user's tokens stop working, and a demoted
- * admin's token no longer grants admin). No database query on the hot path.
+ * admin's token no longer grants admin), and whether its session was revoked (Logout, refresh-token reuse).
+ * No database query on the hot path.
  */
 import type { Caller } from "../interceptors/context.ts";
 import type { UserCache } from "../users/user-cache.ts";
+import type { RevokedSessions } from "./revoked-sessions.ts";
 import { type AccessTokens, invalidToken, type TokenClaims } from "./tokens.ts";
 
 /** Builds the verifier used by the auth interceptor. */
-export function createCallerVerifier(deps: { accessTokens: AccessTokens; cache: UserCache; cacheSize?: number }) {
+export function createCallerVerifier(deps: {
+  accessTokens: AccessTokens;
+  cache: UserCache;
+  revokedSessions: RevokedSessions;
+  cacheSize?: number;
+}) {
   const max = deps.cacheSize ?? 10_000;
   const verified = new Map<string, TokenClaims>();
   return async (token: string): Promise<Caller> => {
@@ -23,6 +30,7 @@ export function createCallerVerifier(deps: { accessTokens: AccessTokens; cache: 
       if (verified.size >= max) verified.delete(verified.keys().next().value as string);
       verified.set(token, claims);
     }
+    if (claims.sessionId !== undefined && deps.revokedSessions.has(claims.sessionId)) throw invalidToken();
     const status = await deps.cache.status(claims.userId);
     if (status?.state !== "active" || claims.issuedAtMs < status.tokensValidAfterMs) {
       // Same answer as a forged token: a caller learns nothing about whether the user exists.

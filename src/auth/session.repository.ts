@@ -12,8 +12,9 @@ import { hashRefreshToken, newRefreshToken } from "./tokens.ts";
 
 /** The outcome of presenting a refresh token. */
 export type Rotation =
-  | { ok: true; userId: string; refreshToken: string }
-  | { ok: false; why: "unknown" | "expired" | "revoked" | "reused" };
+  | { ok: true; userId: string; refreshToken: string; familyId: string }
+  | { ok: false; why: "unknown" | "expired" | "revoked" }
+  | { ok: false; why: "reused"; familyId: string };
 
 /** Builds the session repository. */
 export function createSessionRepository(orm: Orm, refreshTokenTtlMs: number) {
@@ -36,11 +37,12 @@ export function createSessionRepository(orm: Orm, refreshTokenTtlMs: number) {
 
   return {
     /** Starts a new session family for a user; returns the refresh token to hand out (never stored). */
-    async start(userId: string): Promise<string> {
+    async start(userId: string): Promise<{ refreshToken: string; familyId: string }> {
       const em = fork();
-      const token = issue(em, userId, randomUUID(), new Date());
+      const familyId = randomUUID();
+      const refreshToken = issue(em, userId, familyId, new Date());
       await em.flush();
-      return token;
+      return { refreshToken, familyId };
     },
 
     /**
@@ -59,27 +61,28 @@ export function createSessionRepository(orm: Orm, refreshTokenTtlMs: number) {
         if (row.revokeTime) return { ok: false, why: "revoked" };
         if (row.usedTime) {
           await em.nativeUpdate(RefreshTokenEntity, { familyId: row.familyId, revokeTime: null }, { revokeTime: now });
-          return { ok: false, why: "reused" };
+          return { ok: false, why: "reused", familyId: row.familyId };
         }
         if (row.expireTime <= now) return { ok: false, why: "expired" };
         if (!(await userIsActive(row.userId))) return { ok: false, why: "revoked" };
         row.usedTime = now;
         const next = issue(em, row.userId, row.familyId, now);
         await em.flush();
-        return { ok: true, userId: row.userId, refreshToken: next };
+        return { ok: true, userId: row.userId, refreshToken: next, familyId: row.familyId };
       });
     },
 
-    /** Revokes the family of a refresh token (logout). Unknown tokens are ignored. */
-    async revokeFamilyOf(token: string): Promise<void> {
+    /** Revokes the family of a refresh token (logout); returns its id. Unknown tokens are ignored. */
+    async revokeFamilyOf(token: string): Promise<string | undefined> {
       const em = fork();
       const row = await em.findOne(RefreshTokenEntity, { tokenHash: hashRefreshToken(token) });
-      if (row)
-        await em.nativeUpdate(
-          RefreshTokenEntity,
-          { familyId: row.familyId, revokeTime: null },
-          { revokeTime: new Date() },
-        );
+      if (!row) return undefined;
+      await em.nativeUpdate(
+        RefreshTokenEntity,
+        { familyId: row.familyId, revokeTime: null },
+        { revokeTime: new Date() },
+      );
+      return row.familyId;
     },
   };
 }

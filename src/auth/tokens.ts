@@ -25,6 +25,8 @@ export interface TokenClaims {
   /** Issue time in milliseconds (the private `iat_ms` claim: `iat` has only seconds, and revocation needs better). */
   issuedAtMs: number;
   expiresAtMs: number;
+  /** The session (refresh-token family) the token was issued in (`sid`); Logout and reuse revoke it. */
+  sessionId: string | undefined;
 }
 
 /** An issued access token. */
@@ -69,6 +71,7 @@ function claimsOf(payload: jwt.JwtPayload | string): TokenClaims | undefined {
     tokenId: payload.jti,
     issuedAtMs: iatMs,
     expiresAtMs: payload.exp * 1000,
+    sessionId: typeof payload.sid === "string" && UUID.test(payload.sid) ? payload.sid : undefined,
   };
 }
 
@@ -76,11 +79,20 @@ function claimsOf(payload: jwt.JwtPayload | string): TokenClaims | undefined {
 export function createAccessTokens(opts: TokenOptions) {
   const { signing } = opts.keys;
   return {
-    issue(userId: string, admin: boolean, now = Date.now()): AccessToken {
+    /** An access token; `sessionId` (the refresh-token family) lets Logout revoke it. */
+    issue(userId: string, admin: boolean, sessionId?: string, now = Date.now()): AccessToken {
       const iat = Math.floor(now / 1000);
       const exp = Math.floor((now + opts.accessTokenTtlMs) / 1000);
       const token = jwt.sign(
-        { sub: userId, role: admin ? "ROLE_ADMIN" : "ROLE_USER", iat, exp, jti: randomUUID(), iat_ms: now },
+        {
+          sub: userId,
+          role: admin ? "ROLE_ADMIN" : "ROLE_USER",
+          iat,
+          exp,
+          jti: randomUUID(),
+          iat_ms: now,
+          ...(sessionId ? { sid: sessionId } : {}),
+        },
         signing.key,
         {
           algorithm: signing.algorithm,

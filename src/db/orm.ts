@@ -12,6 +12,7 @@ import { Migration20261122000100 } from "./migrations/Migration20261122000100.ts
 import { Migration20261122000200 } from "./migrations/Migration20261122000200.ts";
 import { Migration20261122000300 } from "./migrations/Migration20261122000300.ts";
 import { Migration20261122000400 } from "./migrations/Migration20261122000400.ts";
+import { Migration20261122000500 } from "./migrations/Migration20261122000500.ts";
 
 /** The ORM type used across the service. */
 export type Orm = MikroORM;
@@ -22,6 +23,7 @@ const migrations = [
   { name: "Migration20261122000200", class: Migration20261122000200 },
   { name: "Migration20261122000300", class: Migration20261122000300 },
   { name: "Migration20261122000400", class: Migration20261122000400 },
+  { name: "Migration20261122000500", class: Migration20261122000500 },
 ];
 
 /** Connects to PostgreSQL; does not migrate (see `migrate`). */

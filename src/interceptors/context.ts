@@ -13,6 +13,8 @@ export interface Caller {
   readonly issuedAtMs: number;
   /** Token expiry, in milliseconds: streams end with UNAUTHENTICATED then. */
   readonly expiresAtMs: number;
+  /** The session the token belongs to (absent on tokens issued without one). */
+  readonly sessionId?: string;
 }
 
 /** The caller; undefined on public methods. */

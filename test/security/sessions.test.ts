@@ -2,7 +2,7 @@
  * Session security over the wire: refresh-token rotation; reuse of a rotated token (a stolen token replayed)
  * revokes the whole family, so the thief's and the victim's next refresh both fail, whoever replays first,
  * while the user's other sessions live on; concurrent use of one token lets exactly one through; Logout
- * ends the family; ChangePassword kills every earlier access token and every other session, and the new
+ * ends the family, its access tokens included (on every replica within a second); ChangePassword kills every earlier access token and every other session, and the new
  * tokens work; suspended and deleted users can neither log in nor refresh.
  */
 import { Code } from "@connectrpc/connect";
@@ -105,6 +105,18 @@ describe("reuse of a rotated refresh token", () => {
     expect((await refresh(other.refreshToken)).refreshToken).not.toBe("");
   });
 
+  it("revokes the family's access tokens too, and no other session's", async () => {
+    const m = await newMember("reuse-access");
+    const other = await session(m);
+    const first = await session(m);
+    const thief = await refresh(first.refreshToken);
+    expect((await me(thief.accessToken)).user?.id).toBe(m.user.id);
+    await refused(first.refreshToken); // the victim presents the rotated token: theft detected
+    await expectInvalidToken(me(thief.accessToken));
+    await expectInvalidToken(me(first.accessToken));
+    expect((await me(other.accessToken)).user?.id).toBe(m.user.id);
+  });
+
   it("under concurrency: of 10 simultaneous uses of one token at most one succeeds", async () => {
     const m = await newMember("race");
     const t = (await session(m)).refreshToken;
@@ -121,6 +133,53 @@ describe("Logout", () => {
     await anon.auth.logout({ refreshToken: second.refreshToken });
     await refused(second.refreshToken);
     await refused(first.refreshToken);
+  });
+
+  it("revokes the session's access tokens at once, on this replica and within a second on another", async () => {
+    const m = await newMember("logout-access");
+    const kept = await session(m);
+    const t = await session(m);
+    const replica = await startTestServer({ DATABASE_URL: server.databaseUrl });
+    try {
+      const meThere = (accessToken: string) => clients(replica.url, "grpc", () => accessToken).auth.getCurrentUser({});
+      expect((await meThere(t.accessToken)).user?.id).toBe(m.user.id);
+      await anon.auth.logout({ refreshToken: t.refreshToken });
+      await expectInvalidToken(me(t.accessToken));
+      const started = performance.now();
+      for (;;) {
+        const refusedThere = await meThere(t.accessToken).then(
+          () => false,
+          () => true,
+        );
+        if (refusedThere) break;
+        expect(performance.now() - started).toBeLessThan(1000);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await expectInvalidToken(meThere(t.accessToken));
+      // The user's other session is untouched, on both replicas.
+      expect((await me(kept.accessToken)).user?.id).toBe(m.user.id);
+      expect((await meThere(kept.accessToken)).user?.id).toBe(m.user.id);
+    } finally {
+      await replica.close();
+    }
+  });
+
+  it("ends a watch opened with the session's access token", async () => {
+    const t = await anon.auth.login({ email: "admin@example.com", password: "admin-password-123" });
+    const token = t.tokens?.accessToken ?? "";
+    const ended = (async () => {
+      for await (const _ of clients(server.url, "grpc", () => token).users.watchUsers({})) {
+        // heartbeats only
+      }
+    })().then(
+      () => "ended without error",
+      (e: unknown) => Code[(e as { code: Code }).code],
+    );
+    await new Promise((r) => setTimeout(r, 200));
+    await anon.auth.logout({ refreshToken: t.tokens?.refreshToken ?? "" });
+    // The watch re-checks its caller when it wakes: at the latest with the next heartbeat or change.
+    await createMember(server.url, admin, { prefix: "wake-the-watch" });
+    expect(await ended).toBe("Unauthenticated");
   });
 
   it("answers the same for an unknown token (no oracle)", async () => {

@@ -17,6 +17,7 @@ import {
   type WatchUsersResponse,
   WatchUsersResponseSchema,
 } from "../../../gen/user/v1/user_service_pb.js";
+import type { RevokedSessions } from "../../auth/revoked-sessions.ts";
 import type { ChangeEvent, ChangeFeed } from "../../changes/change-feed.ts";
 import { readChangesSince } from "../../changes/change-feed.ts";
 import type { UserSnapshot } from "../../changes/change-log.ts";
@@ -47,6 +48,7 @@ export interface WatchDeps {
   feed: ChangeFeed;
   pool: pg.Pool;
   cache: UserCache;
+  revokedSessions: RevokedSessions;
   heartbeatMs: number;
   /** Buffered live events beyond which a slow watcher is ended (it can resume). */
   maxBacklog?: number;
@@ -203,6 +205,7 @@ export function createWatchUsers(deps: WatchDeps) {
         const status = await deps.cache.status(caller.userId);
         if (
           Date.now() >= caller.expiresAtMs ||
+          (caller.sessionId !== undefined && deps.revokedSessions.has(caller.sessionId)) ||
           !status ||
           status.state !== "active" ||
           caller.issuedAtMs < status.tokensValidAfterMs ||
