@@ -23,6 +23,7 @@ import { endStreamFlag, endStreamToJson } from "@connectrpc/connect/protocol-con
 import { connectErrorFor } from "../../errors.ts";
 import { kClientAddress } from "../../interceptors/context.ts";
 import { withErrorInfo } from "../../interceptors/errors.ts";
+import { readBody, requestHeaders } from "../request.ts";
 import {
   connectTimeout,
   frame,
@@ -108,29 +109,6 @@ function envelope<O extends DescMessage>(desc: O, message: MessageShape<O>): Buf
     encoded.set(message, bytes);
   }
   return bytes;
-}
-
-function requestHeaders(raw: IncomingHttpHeaders): Record<string, string> {
-  const h: Record<string, string> = {};
-  for (const k in raw) {
-    if (k.charCodeAt(0) === 58 /* ":" */) continue;
-    const v = raw[k];
-    if (v !== undefined) h[k] = Array.isArray(v) ? v.join(", ") : v;
-  }
-  return h;
-}
-
-function readBody(stream: ServerHttp2Stream, limit: number): Promise<Buffer | undefined> {
-  return new Promise((done) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    stream.on("data", (chunk: Buffer) => {
-      size += chunk.length;
-      if (size <= limit) chunks.push(chunk);
-    });
-    stream.on("end", () => done(size > limit ? undefined : Buffer.concat(chunks)));
-    stream.on("error", () => done(undefined));
-  });
 }
 
 /** Resolves when the stream can take more, or when it is gone. */

@@ -24,6 +24,7 @@ import {
 import { invokeUnaryImplementation } from "@connectrpc/connect/protocol";
 import { connectErrorFor } from "../../errors.ts";
 import { kClientAddress } from "../../interceptors/context.ts";
+import { readBody, requestHeaders } from "../request.ts";
 import { detect, type UnaryProtocol, type WireResponse } from "./protocols.ts";
 
 /** A unary method the fast path may serve. */
@@ -37,17 +38,6 @@ export interface FastPathOptions {
 
 // Passed to context.abort() when a call is over: a reason avoids constructing a DOMException per call.
 const CALL_DONE = new ConnectError("call complete", Code.Canceled);
-
-/** Request headers as a plain record (createHandlerContext builds the one Headers object from it). */
-function requestHeaders(raw: IncomingHttpHeaders): Record<string, string> {
-  const h: Record<string, string> = {};
-  for (const k in raw) {
-    if (k.charCodeAt(0) === 58 /* ":" */) continue;
-    const v = raw[k];
-    if (v !== undefined) h[k] = Array.isArray(v) ? v.join(", ") : v;
-  }
-  return h;
-}
 
 /** Runs one call; always resolves to a response (errors included). */
 async function run(
@@ -88,22 +78,6 @@ async function run(
     stopListening();
     context.abort(CALL_DONE);
   }
-}
-
-/** Reads a whole body up to a limit; resolves undefined when it is over the limit. */
-function readBody(stream: NodeJS.ReadableStream, limit: number): Promise<Buffer | undefined> {
-  return new Promise((done) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let over = false;
-    stream.on("data", (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) over = true;
-      else chunks.push(chunk);
-    });
-    stream.on("end", () => done(over ? undefined : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
-    stream.on("error", () => done(undefined));
-  });
 }
 
 const oversize = (max: number) =>
