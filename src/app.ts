@@ -185,7 +185,14 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
           pool,
           validator,
           queries: createUserQueries({ pool, pageTokenKey: derivedKey("page-tokens") }),
-          watch: createWatchUsers({ feed, pool, cache, revokedSessions, heartbeatMs: config.watchHeartbeatMs }),
+          watch: createWatchUsers({
+            feed,
+            pool,
+            cache,
+            revokedSessions,
+            heartbeatMs: config.watchHeartbeatMs,
+            maxBacklog: config.watchMaxBacklog,
+          }),
         }),
       );
       router.service(

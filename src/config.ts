@@ -39,6 +39,8 @@ export interface Config {
   readonly shutdownGraceMs: number;
   readonly changeLogRetentionMs: number;
   readonly watchHeartbeatMs: number;
+  /** WATCH_MAX_BACKLOG: changes buffered for one watcher that is not reading before it is ended (UNAVAILABLE). */
+  readonly watchMaxBacklog: number;
   /** OTLP trace export; undefined (and OpenTelemetry never loaded) unless an OTLP endpoint is set. */
   readonly tracing: TracingConfig | undefined;
   readonly tlsCertFile: string | undefined;
@@ -301,6 +303,7 @@ export function loadConfig(env: Env): Config {
     shutdownGraceMs: duration(env, "SHUTDOWN_GRACE", "10s"),
     changeLogRetentionMs: duration(env, "CHANGE_LOG_RETENTION", "7d"),
     watchHeartbeatMs: duration(env, "WATCH_HEARTBEAT", "15s"),
+    watchMaxBacklog: int(env, "WATCH_MAX_BACKLOG", 10_000, 1, 10_000_000),
     tlsCertFile,
     tlsKeyFile,
     logLevel,

@@ -3,6 +3,7 @@
  * deadlines, undecodable requests, errors after headers, response headers set by interceptors, and a
  * client that leaves mid-stream, in gRPC, gRPC-web and Connect.
  */
+import http2 from "node:http2";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -12,9 +13,11 @@ import {
   StreamUsersRequestSchema,
   StreamUsersResponseSchema,
   WatchUsersRequestSchema,
+  WatchUsersResponseSchema,
 } from "../../gen/user/v1/user_service_pb.js";
+import { decodeResumeToken } from "../../src/users/watch/resume-token.ts";
 import { createPlainUser } from "../helpers/accounts.ts";
-import { reasonOf, type TransportName } from "../helpers/clients.ts";
+import { clients, reasonOf, type TransportName } from "../helpers/clients.ts";
 import { grpcFrame, grpcStatusOf, grpcTrailersOf, http2Post } from "../helpers/raw.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { loginToken, until, usersAs } from "./support.ts";
@@ -117,5 +120,56 @@ describe("gRPC on the wire", () => {
     controller.abort();
     await watching;
     await until(async () => (await gauge()) === 0, "the server to close the watch");
+  });
+});
+
+describe("a watcher that stops reading", () => {
+  it("is ended with UNAVAILABLE once WATCH_MAX_BACKLOG changes wait for it; what it got is in order", async () => {
+    const small = await startTestServer({ WATCH_MAX_BACKLOG: "20" });
+    try {
+      const admin = await loginToken(small.url);
+      // A client that reads nothing: a 1 KB window stops the server from sending after a few messages.
+      const session = http2.connect(small.url, { settings: { initialWindowSize: 1024 } });
+      const req = session.request({
+        ":method": "POST",
+        ":path": "/user.v1.UserService/WatchUsers",
+        "content-type": "application/grpc",
+        te: "trailers",
+        authorization: `Bearer ${admin}`,
+      });
+      req.end(grpcFrame(toBinary(WatchUsersRequestSchema, create(WatchUsersRequestSchema, {}))));
+      req.pause();
+      const chunks: Buffer[] = [];
+      let trailers: http2.IncomingHttpHeaders = {};
+      req.on("trailers", (t) => (trailers = t));
+      const ended = new Promise<void>((done) => req.on("close", () => done()));
+      // Far more changes than the stream buffers (~16 KB) plus the backlog (20): ~2.6 KB each.
+      const target = await createPlainUser(small.url, admin, "stuck");
+      const users = clients(small.url, "grpc", () => admin).users;
+      const big = (round: number) =>
+        Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`k${i}`, `${round}-`.padEnd(256, "x")]));
+      for (let round = 0; round < 60; round++) {
+        await users.updateUser({ user: { id: target.id, labels: big(round) }, updateMask: { paths: ["labels"] } });
+      }
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.resume();
+      await ended;
+      session.close();
+      expect(trailers["grpc-status"]).toBe(String(Code.Unavailable));
+      expect(decodeURIComponent(String(trailers["grpc-message"]))).toContain("fell behind");
+      const body = Buffer.concat(chunks);
+      const seqs: number[] = [];
+      for (let at = 0; at + 5 <= body.length; ) {
+        const len = body.readUInt32BE(at + 1);
+        const event = fromBinary(WatchUsersResponseSchema, body.subarray(at + 5, at + 5 + len));
+        seqs.push(decodeResumeToken(event.resumeToken));
+        at += 5 + len;
+      }
+      expect(seqs.length).toBeGreaterThan(0);
+      expect(seqs.length).toBeLessThan(60);
+      for (let i = 1; i < seqs.length; i++) expect(seqs[i]).toBeGreaterThan(seqs[i - 1]);
+    } finally {
+      await small.close();
+    }
   });
 });

@@ -148,9 +148,13 @@ export function createWatchUsers(deps: WatchDeps) {
     if (!caller) throw new ServiceError("UNAUTHENTICATED", "not authenticated");
     const filter = parseFilter(req.filter);
     const backlog: ChangeEvent[] = [];
+    // Set when the backlog passed maxBacklog: nothing more is buffered (a client that stopped reading
+    // must not grow the server's memory), and the watch ends at its next step; the client resumes.
+    let overflow = false;
     let wake: (() => void) | undefined;
     const unsubscribe = deps.feed.subscribe((events) => {
-      backlog.push(...events);
+      if (overflow || backlog.length + events.length > maxBacklog) overflow = true;
+      else backlog.push(...events);
       wake?.();
     });
     const onAbort = () => wake?.();
@@ -216,7 +220,7 @@ export function createWatchUsers(deps: WatchDeps) {
             "the access token expired or was revoked; watch again with a new token",
           );
         }
-        if (backlog.length > maxBacklog) {
+        if (overflow) {
           throw new ConnectError("the watcher fell behind; resume with the last resume_token", Code.Unavailable);
         }
         if (backlog.length > 0) {
