@@ -170,7 +170,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
       pools: { orm: pgPoolStats(await orm.em.getConnection().getNativeClient()), queries: pgPoolStats(pool) },
     });
 
-    metrics.registerGauge("user_cache_entries", "Users held in the in-memory user cache.", () => cache.stats().size);
+    metrics.registerGauge("user_cache_entries", "Users held in the in-memory user cache.", cache.size);
     // Only when an OTLP endpoint is configured: otherwise no OpenTelemetry code is even loaded.
     const tracing = config.tracing ? await startTracing(config.tracing, log) : undefined;
     if (tracing) releases.push(() => tracing.shutdown());

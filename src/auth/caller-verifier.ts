@@ -6,17 +6,34 @@
  * No database query on the hot path.
  */
 import type { Caller } from "../interceptors/context.ts";
-import type { UserCache } from "../users/user-cache.ts";
+import type { UserCache, UserStatus } from "../users/user-cache.ts";
 import type { RevokedSessions } from "./revoked-sessions.ts";
 import { type AccessTokens, invalidToken, type TokenClaims } from "./tokens.ts";
 
-/** Builds the verifier used by the auth interceptor. */
-export function createCallerVerifier(deps: {
-  accessTokens: AccessTokens;
+/** What deciding whether a token still holds needs. */
+export interface TokenStanding {
   cache: UserCache;
   revokedSessions: RevokedSessions;
-  cacheSize?: number;
-}) {
+}
+
+/**
+ * The user's status when a verified token still holds: not expired, its session not revoked, its user
+ * active and not re-keyed since it was issued. Undefined otherwise. The auth check runs it on every call;
+ * a long-lived stream runs it again each time it wakes.
+ */
+export async function standingOf(
+  claims: { userId: string; issuedAtMs: number; expiresAtMs: number; sessionId?: string },
+  deps: TokenStanding,
+): Promise<UserStatus | undefined> {
+  if (Date.now() >= claims.expiresAtMs) return undefined;
+  if (claims.sessionId !== undefined && deps.revokedSessions.has(claims.sessionId)) return undefined;
+  const status = await deps.cache.status(claims.userId);
+  if (status?.state !== "active" || claims.issuedAtMs < status.tokensValidAfterMs) return undefined;
+  return status;
+}
+
+/** Builds the verifier used by the auth interceptor. */
+export function createCallerVerifier(deps: TokenStanding & { accessTokens: AccessTokens; cacheSize?: number }) {
   const max = deps.cacheSize ?? 10_000;
   const verified = new Map<string, TokenClaims>();
   return async (token: string): Promise<Caller> => {
@@ -30,12 +47,9 @@ export function createCallerVerifier(deps: {
       if (verified.size >= max) verified.delete(verified.keys().next().value as string);
       verified.set(token, claims);
     }
-    if (claims.sessionId !== undefined && deps.revokedSessions.has(claims.sessionId)) throw invalidToken();
-    const status = await deps.cache.status(claims.userId);
-    if (status?.state !== "active" || claims.issuedAtMs < status.tokensValidAfterMs) {
-      // Same answer as a forged token: a caller learns nothing about whether the user exists.
-      throw invalidToken();
-    }
+    const status = await standingOf(claims, deps);
+    // Same answer as a forged token: a caller learns nothing about whether the user exists.
+    if (!status) throw invalidToken();
     return { ...claims, admin: status.role === "admin" };
   };
 }

@@ -153,8 +153,6 @@ export function createUserCache(deps: UserCacheDeps) {
   let epoch = 0;
   // While warming: the users changed since warming began (their warmed rows may be stale; skipped).
   let changedWhileWarming: Set<string> | undefined;
-  let hits = 0;
-  let misses = 0;
 
   function cached(id: string): Entry | null | undefined {
     const hit = entries.get(id);
@@ -163,7 +161,6 @@ export function createUserCache(deps: UserCacheDeps) {
       // hash chain each time: for a hot key such as a busy caller's, V8's Map then walks thousands of them
       // on every set, which measured ~40 µs per call.)
       if (hit) hit.used = true;
-      hits++;
     }
     return hit;
   }
@@ -195,7 +192,6 @@ export function createUserCache(deps: UserCacheDeps) {
   }
 
   async function load(id: string): Promise<Entry | null> {
-    misses++;
     const started = epoch;
     const row = await deps.load(id);
     const entry = row ? entryOf(row) : null;
@@ -274,8 +270,8 @@ export function createUserCache(deps: UserCacheDeps) {
       return loaded;
     },
 
-    /** Entries, hits and misses so far (for metrics and tests). */
-    stats: () => ({ size: entries.size, hits, misses }),
+    /** Users held now (the `user_cache_entries` gauge). */
+    size: () => entries.size,
   };
 }
 

@@ -30,6 +30,7 @@ import {
   grpcStatusHeaders,
   grpcTimeout,
   grpcWebTrailers,
+  identity,
   toObject,
   unframe,
 } from "../unary/protocols.ts";
@@ -77,10 +78,6 @@ const connectStream: StreamProtocol = {
     return { body: frame(endStreamFlag, Buffer.from(json)) };
   },
 };
-
-function identity(encoding: string | undefined): boolean {
-  return encoding === undefined || encoding === "identity";
-}
 
 /** The streaming protocol of a request this path can serve, or undefined. */
 function detect(raw: IncomingHttpHeaders): StreamProtocol | undefined {

@@ -235,6 +235,7 @@ export function detect(
   }
 }
 
-function identity(encoding: string | undefined): boolean {
+/** True for no content coding (absent or `identity`). */
+export function identity(encoding: string | undefined): boolean {
   return encoding === undefined || encoding === "identity";
 }

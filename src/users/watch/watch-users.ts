@@ -17,7 +17,7 @@ import {
   type WatchUsersResponse,
   WatchUsersResponseSchema,
 } from "../../../gen/user/v1/user_service_pb.js";
-import type { RevokedSessions } from "../../auth/revoked-sessions.ts";
+import { standingOf, type TokenStanding } from "../../auth/caller-verifier.ts";
 import type { ChangeEvent, ChangeFeed } from "../../changes/change-feed.ts";
 import { readChangesSince } from "../../changes/change-feed.ts";
 import type { UserSnapshot } from "../../changes/change-log.ts";
@@ -38,17 +38,14 @@ import {
 } from "../list/index.ts";
 import { toProtoUser } from "../user.mapper.ts";
 import { fromRecord, type UserRecord, userColumns } from "../user.record.ts";
-import type { UserCache } from "../user-cache.ts";
 import { turn } from "./fair-share.ts";
 import { matchesFilter } from "./filter-match.ts";
 import { decodeResumeToken, encodeResumeToken } from "./resume-token.ts";
 
 /** What a watcher needs. */
-export interface WatchDeps {
+export interface WatchDeps extends TokenStanding {
   feed: ChangeFeed;
   pool: pg.Pool;
-  cache: UserCache;
-  revokedSessions: RevokedSessions;
   heartbeatMs: number;
   /** Buffered live events beyond which a slow watcher is ended (it can resume). */
   maxBacklog?: number;
@@ -206,15 +203,8 @@ export function createWatchUsers(deps: WatchDeps) {
           if (reason instanceof ConnectError) throw reason;
           return;
         }
-        const status = await deps.cache.status(caller.userId);
-        if (
-          Date.now() >= caller.expiresAtMs ||
-          (caller.sessionId !== undefined && deps.revokedSessions.has(caller.sessionId)) ||
-          !status ||
-          status.state !== "active" ||
-          caller.issuedAtMs < status.tokensValidAfterMs ||
-          status.role !== "admin"
-        ) {
+        const status = await standingOf(caller, deps);
+        if (status?.role !== "admin") {
           throw new ServiceError(
             "UNAUTHENTICATED",
             "the access token expired or was revoked; watch again with a new token",
