@@ -69,6 +69,17 @@ function waitForPort(port: number, child: ChildProcess, output: () => string, ti
   });
 }
 
+/**
+ * The Node/V8 flags `npm start` gives the service (package.json; the Dockerfile's CMD is checked against it
+ * by test/deploy/manifests.test.ts), so the benchmark runs it as deployed (docs/adr/0005).
+ */
+function deployedFlags(): string[] {
+  const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
+    scripts: { start: string };
+  };
+  return pkg.scripts.start.split(" ").filter((a) => a.startsWith("--"));
+}
+
 /** Starts a server on a free port and waits until it accepts connections. `nodeArgs` go before the script. */
 export async function startServer(
   kind: ServerKind,
@@ -77,12 +88,8 @@ export async function startServer(
 ): Promise<ServerProcess> {
   const port = await freePort();
   const script = kind === "service" ? "src/main.ts" : "bench/baseline-server.ts";
-  // The service runs with the V8 heap flags it is deployed with (package.json start, Dockerfile; docs/adr/0005).
   // BENCH_SERVICE_FLAGS replaces the service's V8/Node flags (to try others; the default is how it is deployed).
-  const serviceFlags = process.env.BENCH_SERVICE_FLAGS?.split(" ").filter((f) => f !== "") ?? [
-    "--max-semi-space-size=16",
-    "--heap-growing-percent=20",
-  ];
+  const serviceFlags = process.env.BENCH_SERVICE_FLAGS?.split(" ").filter((f) => f !== "") ?? deployedFlags();
   const flags = kind === "service" ? [...serviceFlags, ...nodeArgs] : nodeArgs;
   const child = spawn(process.execPath, [...flags, script], {
     cwd: repoRoot,
