@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
 #
-# The service runs its TypeScript sources as they are (Node 24 strips the types), so nothing is compiled
-# for it. The build stage exists for the web console, which Vite builds into web/dist; the runtime stage
-# gets production dependencies only, the sources, the generated code and that build.
+# The build stage bundles the service into dist/server (Rolldown; plain JavaScript, a handful of modules
+# instead of ~770, ~45 MB less resident memory than running the TypeScript sources: docs/adr/0011) and
+# builds the web console into web/dist (Vite). The runtime stage gets production dependencies only (the
+# packages the bundle leaves out: pg, the native hashers) and those two builds.
 #
 #   docker build -t user-service .
 #   docker run -p 8080:8080 -e JWT_SECRET=... -e DATABASE_URL=postgres://... user-service
@@ -14,9 +15,7 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm install --no-audit --no-fund
 COPY . .
-# `--if-present` and the empty directory keep this stage (and the COPY from it) working for a checkout
-# whose package.json has no console to build.
-RUN mkdir -p web/dist && npm run --if-present build:web
+RUN npm run build
 
 FROM ${NODE_IMAGE} AS runtime
 WORKDIR /app
@@ -26,8 +25,7 @@ ENV NODE_ENV=production \
     PORT=8080
 COPY package.json package-lock.json ./
 RUN npm install --omit=dev --no-audit --no-fund && npm cache clean --force
-COPY gen ./gen
-COPY src ./src
+COPY --from=build /app/dist/server ./dist/server
 COPY --from=build /app/web/dist ./web/dist
 # The image's `node` user, by number, so Kubernetes' runAsNonRoot can verify it is not root. The files
 # above stay owned by root: the process cannot modify its own code.
@@ -41,4 +39,4 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
 # A 16 MiB semi-space caps the young generation V8 would otherwise size at 128 MiB on a large host, and a
 # fixed 1.2x heap growth replaces V8's up-to-4x headroom of garbage between full GCs: under 500 concurrent
 # calls ~170 MB less peak RSS for ~10 % more CPU per call (docs/adr/0005-memory.md).
-CMD ["node", "--max-semi-space-size=16", "--heap-growing-percent=20", "src/main.ts"]
+CMD ["node", "--max-semi-space-size=16", "--heap-growing-percent=20", "dist/server/main.js"]

@@ -4,7 +4,7 @@
  * target: within 2x). Hashing runs on libuv's thread pool, so the event loop should keep serving other calls.
  *
  * It starts an embedded PostgreSQL under the OS temp directory (or uses BENCH_DATABASE_URL), seeds it, starts
- * the service as deployed (`node src/main.ts`, bench/servers.ts) and drives it over gRPC (connect-node, one
+ * the service as deployed (the server bundle, bench/servers.ts) and drives it over gRPC (connect-node, one
  * HTTP/2 connection) from this process. GetUser is sent open-loop at a fixed rate, so its latency measures
  * the service, not the load generator's patience. Each round has three phases of BENCH_DURATION seconds:
  * logins alone, GetUser alone, both together; the table gives the median of each number over the rounds

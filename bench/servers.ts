@@ -1,11 +1,12 @@
 /**
- * The servers under test as child processes: the service (`node src/main.ts`, exactly as deployed) and the
+ * The servers under test as child processes: the service (the server bundle, `node dist/server/main.js`, exactly as deployed) and the
  * baseline (bench/baseline-server.ts). A fresh process per load, so its peak RSS (VmHWM) is that load's.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { appendFileSync, readFileSync } from "node:fs";
 import { connect } from "node:net";
 import { fileURLToPath } from "node:url";
+import { ensureServerBuilt, SERVER_ENTRY } from "../scripts/ensure-built.ts";
 import { freePort } from "../src/db/embedded-postgres.ts";
 
 /** The repository root (the service's working directory). */
@@ -87,7 +88,9 @@ export async function startServer(
   nodeArgs: readonly string[] = [],
 ): Promise<ServerProcess> {
   const port = await freePort();
-  const script = kind === "service" ? "src/main.ts" : "bench/baseline-server.ts";
+  // The service runs from its bundle, as npm start and the image run it (built here when a source changed).
+  if (kind === "service") await ensureServerBuilt();
+  const script = kind === "service" ? SERVER_ENTRY : "bench/baseline-server.ts";
   // BENCH_SERVICE_FLAGS replaces the service's V8/Node flags (to try others; the default is how it is deployed).
   const serviceFlags = process.env.BENCH_SERVICE_FLAGS?.split(" ").filter((f) => f !== "") ?? deployedFlags();
   const flags = kind === "service" ? [...serviceFlags, ...nodeArgs] : nodeArgs;

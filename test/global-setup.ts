@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import type { TestProject } from "vitest/node";
+import { ensureServerBuilt } from "../scripts/ensure-built.ts";
 import { startEmbeddedPostgres } from "../src/db/embedded-postgres.ts";
 import { createOrm, migrate } from "../src/db/orm.ts";
 import { withDatabase } from "./helpers/urls.ts";
@@ -23,6 +24,9 @@ declare module "vitest" {
 const templateDb = "user_service_template";
 
 export default async function setup(project: TestProject) {
+  // The process tests run the server bundle, as npm start does: build it if a source changed since
+  // (npm test does this as pretest; this covers `vitest run <file>` after an edit).
+  await ensureServerBuilt();
   let stop = async () => {};
   let adminUrl = process.env.TEST_DATABASE_URL;
   if (!adminUrl) {

@@ -12,7 +12,7 @@
  * 5. WatchUsers: W watchers (child processes, C HTTP/2 connections each) on one service process while the
  *    bench writes UpdateUser through the service every 10 ms; latency from the write to delivery.
  *
- * Every section starts a fresh service process (`node src/main.ts`), so its peak RSS is that section's.
+ * Every section starts a fresh service process (the server bundle, as deployed), so its peak RSS is that section's.
  * The report is printed and written to bench/streams/results/latest.md. Environment: see README.md.
  */
 import { fork } from "node:child_process";
@@ -643,7 +643,7 @@ function render(info: Record<string, string>, r: Results): string {
   out.push(
     `${info.date}, commit ${info.commit}, Node ${info.node}, ${info.cpus} CPUs (load average ${info.load} before the run), ` +
       `PostgreSQL ${info.postgres} (${info.database}). ${info.users} users seeded in ${info.seedSeconds} s.`,
-    "Every section runs against a fresh service process (`node src/main.ts`, LOG_LEVEL=warn, DB_POOL_MAX=10);",
+    "Every section runs against a fresh service process (the server bundle, LOG_LEVEL=warn, DB_POOL_MAX=10);",
     "peak RSS is that process's VmHWM (start-up included), MB = 2^20 bytes. Server CPU is % of one core.",
     "",
     "## Summary",

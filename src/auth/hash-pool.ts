@@ -27,6 +27,12 @@ interface Pending {
   reject: (err: Error) => void;
 }
 
+/**
+ * The thread's entry, beside this module: `hash-worker.ts` when the sources run as they are, `hash-worker.js`
+ * in the server bundle (dist/server, scripts/ensure-built.ts), where it is an entry of its own.
+ */
+const workerEntry = new URL(import.meta.url.endsWith(".ts") ? "./hash-worker.ts" : "./hash-worker.js", import.meta.url);
+
 /** A pool of at most `size` hashing threads, started on first use and kept while the process lives. */
 export function createHashPool(size: number) {
   const idle: Worker[] = [];
@@ -35,7 +41,7 @@ export function createHashPool(size: number) {
   let started = 0;
 
   function spawn(): Worker {
-    const worker = new Worker(new URL("./hash-worker.ts", import.meta.url));
+    const worker = new Worker(workerEntry);
     started++;
     worker.on("message", (result: HashResult) => {
       const pending = busy.get(worker);

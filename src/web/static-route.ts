@@ -41,7 +41,7 @@ const PAGE_HEADERS = {
 };
 
 const NOT_BUILT =
-  "The web console is not built. Run `npm run build:web` (npm start and npm test build it when it is missing).\n";
+  "The web console is not built. Run `npm run build` (npm start and npm test build it when it is missing).\n";
 
 interface Loaded {
   mtimeMs: number;

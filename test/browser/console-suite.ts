@@ -7,7 +7,7 @@
 import type { Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { UserState } from "../../gen/user/v1/user_pb.js";
-import { ensureWebBuilt } from "../../src/web/ensure-built.ts";
+import { ensureWebBuilt } from "../../scripts/ensure-built.ts";
 import { type Clients, clients } from "../helpers/clients.ts";
 import { ADMIN, startTestServer, type TestServer } from "../helpers/server.ts";
 import { launchChromium, screenshotOnFailure, skipWithoutChromium, type TestBrowser } from "./chromium.ts";

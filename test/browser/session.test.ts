@@ -5,7 +5,7 @@
  */
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ensureWebBuilt } from "../../src/web/ensure-built.ts";
+import { ensureWebBuilt } from "../../scripts/ensure-built.ts";
 import { clients } from "../helpers/clients.ts";
 import { ADMIN, startTestServer, type TestServer } from "../helpers/server.ts";
 import { launchChromium, screenshotOnFailure, skipWithoutChromium, type TestBrowser } from "./chromium.ts";

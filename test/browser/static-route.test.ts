@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ensureWebBuilt } from "../../src/web/ensure-built.ts";
+import { ensureWebBuilt } from "../../scripts/ensure-built.ts";
 import { createStaticRoute, WEB_DIST } from "../../src/web/static-route.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 
@@ -127,7 +127,7 @@ describe("the console's static route", () => {
     try {
       const answer = await request((bare.address() as AddressInfo).port, "/");
       expect(answer.status).toBe(503);
-      expect(answer.body.toString()).toContain("npm run build:web");
+      expect(answer.body.toString()).toContain("npm run build");
     } finally {
       bare.close();
       rmSync(empty, { recursive: true, force: true });

@@ -231,17 +231,19 @@ describe("Dockerfile", () => {
     expect(runtime.some((l) => /^RUN npm install .*--omit=dev/.test(l))).toBe(true);
   });
 
-  it("builds the web console when package.json can, and ships it", () => {
-    if (pkg.scripts["build:web"]) expect(lines("RUN").some((l) => /npm run .*build:web/.test(l))).toBe(true);
-    expect(lines("COPY").some((l) => l.includes("--from=build") && l.includes("web/dist"))).toBe(true);
+  it("builds the server bundle and the web console, and ships both", () => {
+    expect(pkg.scripts.build).toContain("scripts/ensure-built.ts --force");
+    expect(lines("RUN").some((l) => /npm run build$/.test(l))).toBe(true);
+    for (const dir of ["dist/server", "web/dist"])
+      expect(lines("COPY").some((l) => l.includes("--from=build") && l.includes(dir))).toBe(true);
   });
 
   it("runs what `npm start` runs, as a non-root user, on the Deployment's port", () => {
     expect(lines("CMD")).toEqual([
-      'CMD ["node", "--max-semi-space-size=16", "--heap-growing-percent=20", "src/main.ts"]',
+      'CMD ["node", "--max-semi-space-size=16", "--heap-growing-percent=20", "dist/server/main.js"]',
     ]);
     expect(pkg.scripts.start).toBe(
-      "node scripts/node24.mjs --max-semi-space-size=16 --heap-growing-percent=20 src/main.ts",
+      "node scripts/node24.mjs --max-semi-space-size=16 --heap-growing-percent=20 dist/server/main.js",
     );
     const [user] = lines("USER");
     expect(user).toBeDefined();

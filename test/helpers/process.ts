@@ -1,8 +1,9 @@
 /**
- * The service as a real child process (`node src/main.ts`), for tests that need separate processes:
+ * The service as a real child process (the server bundle, dist/server/main.js, as `npm start` runs it), for tests that need separate processes:
  * shutdown signals, and replicas that share nothing but the database.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { SERVER_ENTRY } from "../../scripts/ensure-built.ts";
 import { ADMIN, JWT_SECRET } from "./server.ts";
 
 /** A service process that is listening. */
@@ -22,7 +23,7 @@ export function killProcesses(): void {
 
 /** Starts the service as a child process; resolves once it listens. */
 export function startProcess(env: Record<string, string>): Promise<ServiceProcess> {
-  const child = spawn(process.execPath, ["src/main.ts"], {
+  const child = spawn(process.execPath, [SERVER_ENTRY], {
     env: {
       ...process.env,
       PORT: "0",

@@ -1,5 +1,5 @@
 /**
- * SIGTERM on the real process (`node src/main.ts`): unary calls finish or fail only with UNAVAILABLE after
+ * SIGTERM on the real process (the server bundle, as `npm start` runs it): unary calls finish or fail only with UNAVAILABLE after
  * the listener closed, open watchers end with UNAVAILABLE after SHUTDOWN_GRACE, the process exits 0 within
  * the grace period plus a second, and (embedded mode) its PostgreSQL is gone too.
  */
@@ -13,6 +13,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { status as grpcStatus } from "@grpc/grpc-js";
 import { afterEach, expect, it } from "vitest";
 import { GetUserRequestSchema, GetUserResponseSchema, UserService } from "../../gen/user/v1/user_service_pb.js";
+import { SERVER_ENTRY } from "../../scripts/ensure-built.ts";
 import { clients, grpcJsClient, grpcJsUnary, type TransportName } from "../helpers/clients.ts";
 import { createTestDatabase } from "../helpers/database.ts";
 import { killProcesses, startProcess } from "../helpers/process.ts";
@@ -95,7 +96,7 @@ it("fails start-up on a port in use with one line, leaving no embedded PostgreSQ
   await new Promise((r) => blocker.once("listening", r));
   try {
     const port = (blocker.address() as AddressInfo).port;
-    const child = spawn(process.execPath, ["src/main.ts"], {
+    const child = spawn(process.execPath, [SERVER_ENTRY], {
       env: { ...process.env, PORT: String(port), HOST: "127.0.0.1", DATA_DIR: dataDir, JWT_SECRET },
       stdio: ["ignore", "pipe", "pipe"],
     });

@@ -6,8 +6,8 @@
  */
 import { execFile } from "node:child_process";
 import { createPublicKey, generateKeyPairSync } from "node:crypto";
-import { resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { SERVER_ENTRY } from "../../scripts/ensure-built.ts";
 import { jwkThumbprint } from "../../src/auth/signing-keys.ts";
 import { ConfigError, loadConfig } from "../../src/config.ts";
 import { keyDir } from "../helpers/keys.ts";
@@ -103,11 +103,10 @@ describe("JWT_PREVIOUS_PUBLIC_KEY_FILE", () => {
 
 describe("the service process", () => {
   it("exits 2 with one line naming the variable when the key file is unusable", async () => {
-    const main = resolve("src/main.ts");
     const result = await new Promise<{ code: number | null; stderr: string; stdout: string }>((done) => {
       const child = execFile(
         process.execPath,
-        [main],
+        [SERVER_ENTRY],
         {
           cwd: keys.dir,
           env: { PATH: process.env.PATH, JWT_PRIVATE_KEY_FILE: keys.pair("ed25519").privateFile, DATA_DIR: keys.dir },

@@ -1,16 +1,17 @@
 /**
- * Start-up with a bad configuration value, as an operator sees it: `node src/main.ts` exits non-zero
+ * Start-up with a bad configuration value, as an operator sees it: the server bundle (`npm start`) exits non-zero
  * with one line on stderr naming the variable, and no stack trace. Runs in an empty directory so no
  * `.env` file interferes; the database URL points nowhere, so nothing can start by accident.
  */
 import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { SERVER_ENTRY } from "../../scripts/ensure-built.ts";
 import { JWT_SECRET } from "../helpers/server.ts";
 
-const main = resolve(import.meta.dirname, "../../src/main.ts");
+const main = SERVER_ENTRY;
 const cwd = mkdtempSync(join(tmpdir(), "config-test-"));
 afterAll(() => rmSync(cwd, { recursive: true, force: true }));
 
