@@ -240,10 +240,10 @@ describe("Dockerfile", () => {
 
   it("runs what `npm start` runs, as a non-root user, on the Deployment's port", () => {
     expect(lines("CMD")).toEqual([
-      'CMD ["node", "--max-semi-space-size=16", "--heap-growing-percent=20", "dist/server/main.js"]',
+      'CMD ["node", "--max-semi-space-size=8", "--heap-growing-percent=20", "dist/server/main.js"]',
     ]);
     expect(pkg.scripts.start).toBe(
-      "node scripts/node24.mjs --max-semi-space-size=16 --heap-growing-percent=20 dist/server/main.js",
+      "node scripts/node24.mjs --max-semi-space-size=8 --heap-growing-percent=20 dist/server/main.js",
     );
     const [user] = lines("USER");
     expect(user).toBeDefined();

@@ -2,7 +2,8 @@
  * Tracing end to end: a real server exporting to an OTLP/HTTP receiver run by the test. A call carrying a
  * `traceparent` yields a server span in the caller's trace with database spans as its children (unary over
  * gRPC's fast path and Connect, and a server stream); a server without an OTLP endpoint loads no tracer and
- * leaves pg unpatched; a collector that never answers cannot hold up shutdown. The "off" test runs first
+ * leaves pg unpatched; a collector that never answers cannot hold up shutdown; the server bundle (a real
+ * process) traces its bundled MikroORM's queries as well. The "off" test runs first
  * on purpose: once patched, pg stays patched in a process.
  */
 import { randomBytes } from "node:crypto";
@@ -17,6 +18,8 @@ import { AuthService } from "../../gen/auth/v1/auth_service_pb.js";
 import { UserService } from "../../gen/user/v1/user_service_pb.js";
 import { ConfigError, loadConfig } from "../../src/config.ts";
 import { tracingActive } from "../../src/ops/tracing.ts";
+import { createTestDatabase } from "../helpers/database.ts";
+import { killProcesses, startProcess } from "../helpers/process.ts";
 import { ADMIN, startTestServer, type TestServer } from "../helpers/server.ts";
 import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from "./otlp-receiver.ts";
 
@@ -173,6 +176,35 @@ describe("tracing on", () => {
     expect(s.name).toBe("user.v1.UserService/StreamUsers");
     expect(s.attributes["rpc.grpc.status_code"]).toBe(0);
     expect(children(s).some((c) => String(c.attributes["db.query.text"]).includes("from users"))).toBe(true);
+  });
+});
+
+describe("tracing in the server bundle (as npm start and the image run it)", () => {
+  it("traces calls and the queries of the pool and of MikroORM, though both are bundled", async () => {
+    const receiver = await startOtlpReceiver();
+    try {
+      const proc = await startProcess({
+        DATABASE_URL: await createTestDatabase(),
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      });
+      const caller = callerSpan();
+      await createClient(AuthService, createGrpcTransport({ baseUrl: proc.url })).login(ADMIN, {
+        headers: { traceparent: caller.traceparent },
+      });
+      // SIGTERM: the graceful shutdown flushes the spans before the process exits.
+      proc.child.kill("SIGTERM");
+      expect(await proc.exited).toBe(0);
+      const call = receiver.spans.find((s) => s.traceId === caller.traceId && s.kind === SERVER);
+      expect(call?.name).toBe("auth.v1.AuthService/Login");
+      const texts = receiver.spans
+        .filter((s) => s.parentSpanId === call?.spanId && s.scope === "@opentelemetry/instrumentation-pg")
+        .map((s) => String(s.attributes["db.query.text"] ?? ""));
+      expect(texts.some((t) => t.includes("login_failures"))).toBe(true);
+      expect(texts.some((t) => t.includes('"refresh_tokens"'))).toBe(true);
+    } finally {
+      killProcesses();
+      await receiver.close();
+    }
   });
 });
 

@@ -7,7 +7,7 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { UserState } from "../../gen/user/v1/user_pb.js";
+import { Role, UserState } from "../../gen/user/v1/user_pb.js";
 import { adminToken, createMember, createPlainUser } from "../helpers/accounts.ts";
 import { type Clients, clients } from "../helpers/clients.ts";
 import { createTestDatabase, query } from "../helpers/database.ts";
@@ -120,6 +120,57 @@ describe("two processes on one database", () => {
     const c = await startProcess({ DATABASE_URL: databaseUrl, LOG_LEVEL: "info" });
     const onC = clients(c.url, "grpc-web-h2", () => token);
     for (const u of [...made, member.user]) expect((await onC.users.getUser({ userId: u.id })).user).toEqual(u);
+    c.child.kill("SIGTERM");
+    await c.exited;
+  });
+
+  it("keeps every field exactly, through warm-up and through change events", async () => {
+    // Unicode in the packed strings, several labels, an admin, a suspended user and a deleted one.
+    const odd = await createMember(a.url, token, {
+      prefix: "fields",
+      displayName: 'Zoë 李 🚀 O\'Brien \\ "quoted"',
+      labels: { team: "blue", "cost-center": "ünïcode ✓", empty: "" },
+    });
+    const admin = (
+      await onA.users.updateUser({
+        user: { id: odd.user.id, role: Role.ADMIN },
+        updateMask: { paths: ["role"] },
+      })
+    ).user;
+    const suspended = (
+      await onA.users.updateUser({
+        user: { id: (await createPlainUser(a.url, token, "fields-s")).id, state: UserState.SUSPENDED },
+        updateMask: { paths: ["state"] },
+      })
+    ).user;
+    const deleted = await createPlainUser(a.url, token, "fields-d");
+    await onA.users.deleteUser({ userId: deleted.id });
+    const readOn = (on: Clients, id: string) =>
+      on.users.getUser({ userId: id }).then(
+        (r) => r.user,
+        (e: unknown) => ConnectError.from(e).code,
+      );
+    const fresh = async () => Promise.all([admin, suspended, deleted].map((u) => readOn(onA, u?.id ?? "")));
+
+    // Warmed at start-up.
+    const c = await startProcess({ DATABASE_URL: databaseUrl, LOG_LEVEL: "info" });
+    const onC = clients(c.url, "grpc", () => token);
+    const expected = await fresh();
+    expect(expected[0]).toEqual(admin);
+    expect(await Promise.all([admin, suspended, deleted].map((u) => readOn(onC, u?.id ?? "")))).toEqual(expected);
+
+    // Then changed through another process: C applies the change events over its cached entries.
+    const renamed = (
+      await onA.users.updateUser({
+        user: { id: odd.user.id, displayName: "Ådne ✈ 二", labels: { only: "one" } },
+        updateMask: { paths: ["display_name", "labels"] },
+      })
+    ).user;
+    await onA.users.undeleteUser({ userId: deleted.id });
+    await until(onC, odd.user.id, (etag) => etag === renamed?.etag);
+    await until(onC, deleted.id, () => true);
+    expect(await Promise.all([admin, suspended, deleted].map((u) => readOn(onC, u?.id ?? "")))).toEqual(await fresh());
+    expect(await readOn(onC, odd.user.id)).toEqual(renamed);
     c.child.kill("SIGTERM");
     await c.exited;
   });
