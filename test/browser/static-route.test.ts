@@ -14,6 +14,7 @@ import { gunzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureWebBuilt } from "../../scripts/ensure-built.ts";
 import { createStaticRoute, WEB_DIST } from "../../src/web/static-route.ts";
+import { killProcesses, startProcess } from "../helpers/process.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 
 interface Answer {
@@ -131,6 +132,17 @@ describe("the console's static route", () => {
     } finally {
       bare.close();
       rmSync(empty, { recursive: true, force: true });
+    }
+  });
+
+  it("is served by the server bundle too, started from another directory", async () => {
+    const proc = await startProcess({ DATABASE_URL: server.databaseUrl }, { cwd: tmpdir() });
+    try {
+      const index = await fetch(`${proc.url}/`);
+      expect([index.status, index.headers.get("content-type")]).toEqual([200, "text/html; charset=utf-8"]);
+      expect(await index.text()).toBe(readFileSync(join(WEB_DIST, "index.html"), "utf8"));
+    } finally {
+      killProcesses();
     }
   });
 });

@@ -22,8 +22,9 @@ export function killProcesses(): void {
 }
 
 /** Starts the service as a child process; resolves once it listens. */
-export function startProcess(env: Record<string, string>): Promise<ServiceProcess> {
+export function startProcess(env: Record<string, string>, opts: { cwd?: string } = {}): Promise<ServiceProcess> {
   const child = spawn(process.execPath, [SERVER_ENTRY], {
+    cwd: opts.cwd,
     env: {
       ...process.env,
       PORT: "0",
