@@ -9,6 +9,7 @@ import type { Logger } from "pino";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { isDatabaseUnavailable } from "../db/errors.ts";
 import { connectErrorFor, ERROR_DOMAIN, type FieldViolation, ServiceError, toConnectError } from "../errors.ts";
+import { observeStream } from "./observe-stream.ts";
 
 /** The contract's name for a status code (`UNAVAILABLE`, `DEADLINE_EXCEEDED`, ...). */
 export function codeName(code: Code): string {
@@ -69,17 +70,7 @@ export function createErrorsInterceptor(opts: { log: Logger }): Interceptor {
     try {
       const res = await next(req);
       if (!res.stream) return res;
-      const inner = res.message;
-      return {
-        ...res,
-        message: (async function* () {
-          try {
-            yield* inner;
-          } catch (err) {
-            throw toWireError(err, opts.log, method);
-          }
-        })(),
-      };
+      return { ...res, message: observeStream(res.message, { mapError: (err) => toWireError(err, opts.log, method) }) };
     } catch (err) {
       throw toWireError(err, opts.log, method);
     }

@@ -7,6 +7,7 @@ import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { kCaller, kRequestId } from "./context.ts";
 import { codeName } from "./errors.ts";
+import { observeStream } from "./observe-stream.ts";
 
 /** The protocol of a call, from its content type. */
 export function protocolOf(contentType: string | null): "grpc" | "grpc-web" | "connect" {
@@ -47,21 +48,9 @@ export function createLoggingInterceptor(opts: { log: Logger }): Interceptor {
         finish(undefined);
         return res;
       }
-      const inner = res.message;
-      return {
-        ...res,
-        message: (async function* () {
-          let failure: unknown;
-          try {
-            yield* inner;
-          } catch (err) {
-            failure = err;
-            throw err;
-          } finally {
-            finish(failure);
-          }
-        })(),
-      };
+      // A reader that stops early was cancelled when the call's signal aborted (the reason carries the code).
+      const stopped = () => finish(req.signal.aborted ? req.signal.reason : undefined);
+      return { ...res, message: observeStream(res.message, { end: finish, stopped }) };
     } catch (err) {
       finish(err);
       throw err;

@@ -5,6 +5,7 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { codeName } from "../interceptors/errors.ts";
 import { protocolOf } from "../interceptors/logging.ts";
+import { observeStream } from "../interceptors/observe-stream.ts";
 import type { Metrics } from "./metrics.ts";
 
 const codeOf = (err: unknown) => (err === undefined ? "OK" : codeName(ConnectError.from(err).code));
@@ -53,19 +54,8 @@ export function createMetricsInterceptor(metrics: Metrics): Interceptor {
     try {
       const res = await next(req);
       if (!res.stream) throw new ConnectError("a streaming call got a unary response", Code.Internal);
-      const inner = res.message;
-      return {
-        ...res,
-        message: (async function* () {
-          try {
-            yield* inner;
-            end(undefined);
-          } catch (err) {
-            end(err);
-            throw err;
-          }
-        })(),
-      };
+      // A reader that stops early is counted by the abort of the call's signal.
+      return { ...res, message: observeStream(res.message, { end }) };
     } catch (err) {
       end(err);
       throw err;

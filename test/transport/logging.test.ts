@@ -1,13 +1,14 @@
 /**
  * The access log, as an operator greps it: after a run of logins (good and bad), user management and
- * token checks over several protocols, every call left exactly one JSON line with method, protocol, code,
+ * token checks over several protocols, and server streams (completed, failed, cancelled), every call left exactly one JSON line with method, protocol, code,
  * durationMs and requestId (the caller's x-request-id when it sent a sane one, echoed back), and no
  * password, token or password hash appears anywhere in the log text.
  */
 import { randomUUID } from "node:crypto";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AuthService } from "../../gen/auth/v1/auth_service_pb.js";
-import { UserService } from "../../gen/user/v1/user_service_pb.js";
+import { UserService, WatchEventType } from "../../gen/user/v1/user_service_pb.js";
 import { uniqueEmail } from "../helpers/accounts.ts";
 import { clients, failure, type TransportName } from "../helpers/clients.ts";
 import { query } from "../helpers/database.ts";
@@ -94,6 +95,45 @@ beforeAll(async () => {
   id = rid();
   await failure(grpc.call(UserService.method.getUser, { userId: "nope" }, admin, { "x-request-id": id }));
   expected.push({ requestId: id, method: "user.v1.UserService/GetUser", protocol: "grpc", code: "INVALID_ARGUMENT" });
+
+  // Server streams: read to the end, failing, and cancelled by the client while open.
+  const streams = clients(server.url, "connect-h2", () => admin);
+  id = rid();
+  for await (const _ of streams.users.streamUsers({}, { headers: { "x-request-id": id } }));
+  expected.push({ requestId: id, method: "user.v1.UserService/StreamUsers", protocol: "connect", code: "OK" });
+  id = rid();
+  await failure(
+    (async () => {
+      for await (const _ of streams.users.watchUsers(
+        { resumeToken: "not-a-token" },
+        { headers: { "x-request-id": id } },
+      ));
+    })(),
+  );
+  expected.push({
+    requestId: id,
+    method: "user.v1.UserService/WatchUsers",
+    protocol: "connect",
+    code: "INVALID_ARGUMENT",
+  });
+  id = rid();
+  const cancel = new AbortController();
+  const watch = clients(server.url, "grpc", () => admin).users.watchUsers(
+    { sendInitial: true },
+    { headers: { "x-request-id": id }, signal: cancel.signal },
+  );
+  const ended = await (async () => {
+    for await (const event of watch) if (event.type === WatchEventType.SYNCED) cancel.abort();
+  })().then(
+    () => Code.Unknown,
+    (e: unknown) => ConnectError.from(e).code,
+  );
+  expect(ended).toBe(Code.Canceled);
+  expected.push({ requestId: id, method: "user.v1.UserService/WatchUsers", protocol: "grpc", code: "CANCELED" });
+  // The server logs a cancelled stream once it notices: wait for it.
+  const cancelled = id;
+  for (let waited = 0; waited < 2000 && !rpcLines().some((l) => l.requestId === cancelled); waited += 20)
+    await new Promise((r) => setTimeout(r, 20));
 
   // Password hashes must not leak either.
   for (const r of await query<{ h: string }>(
