@@ -5,6 +5,7 @@
  * admin's token no longer grants admin), and whether its session was revoked (Logout, refresh-token reuse).
  * No database query on the hot path.
  */
+import { BoundedMap } from "../bounded-map.ts";
 import type { Caller } from "../interceptors/context.ts";
 import type { UserCache, UserStatus } from "../users/user-cache.ts";
 import type { RevokedSessions } from "./revoked-sessions.ts";
@@ -35,7 +36,7 @@ export async function standingOf(
 /** Builds the verifier used by the auth interceptor. */
 export function createCallerVerifier(deps: TokenStanding & { accessTokens: AccessTokens; cacheSize?: number }) {
   const max = deps.cacheSize ?? 10_000;
-  const verified = new Map<string, TokenClaims>();
+  const verified = new BoundedMap<string, TokenClaims>(max);
   return async (token: string): Promise<Caller> => {
     let claims = verified.get(token);
     if (claims && claims.expiresAtMs <= Date.now()) {
@@ -44,7 +45,6 @@ export function createCallerVerifier(deps: TokenStanding & { accessTokens: Acces
     }
     if (!claims) {
       claims = deps.accessTokens.verify(token);
-      if (verified.size >= max) verified.delete(verified.keys().next().value as string);
       verified.set(token, claims);
     }
     const status = await standingOf(claims, deps);

@@ -8,6 +8,7 @@
  */
 import type { Interceptor } from "@connectrpc/connect";
 import { Audience } from "../../gen/authz/v1/authz_pb.js";
+import { BoundedMap } from "../bounded-map.ts";
 import { ServiceError } from "../errors.ts";
 import { policyOf } from "./auth.ts";
 import { kClientAddress } from "./context.ts";
@@ -31,15 +32,13 @@ export function clientAddress(header: Headers, peer: string, trustProxy: boolean
 
 /** The interceptor. */
 export function createRateLimitInterceptor(opts: RateLimitOptions): Interceptor {
-  const buckets = new Map<string, { tokens: number; at: number }>();
-  const maxClients = opts.maxClients ?? 100_000;
+  const buckets = new BoundedMap<string, { tokens: number; at: number }>(opts.maxClients ?? 100_000);
   return (next) => async (req) => {
     if (policyOf(req.method)?.audience !== Audience.PUBLIC) return next(req);
     const key = clientAddress(req.header, req.contextValues.get(kClientAddress), opts.trustProxy);
     const now = performance.now();
     let b = buckets.get(key);
     if (!b) {
-      if (buckets.size >= maxClients) buckets.delete(buckets.keys().next().value as string);
       b = { tokens: opts.burst, at: now };
       buckets.set(key, b);
     }
