@@ -643,7 +643,7 @@ function render(info: Record<string, string>, r: Results): string {
   out.push(
     `${info.date}, commit ${info.commit}, Node ${info.node}, ${info.cpus} CPUs (load average ${info.load} before the run), ` +
       `PostgreSQL ${info.postgres} (${info.database}). ${info.users} users seeded in ${info.seedSeconds} s.`,
-    "Every section runs against a fresh service process (the server bundle, LOG_LEVEL=warn, DB_POOL_MAX=10);",
+    `Every section runs against a fresh service process (the server bundle, LOG_LEVEL=warn, DB_POOL_MAX=${process.env.DB_POOL_MAX ?? "10"});`,
     "peak RSS is that process's VmHWM (start-up included), MB = 2^20 bytes. Server CPU is % of one core.",
     "",
     "## Summary",
@@ -827,7 +827,7 @@ async function main(): Promise<void> {
     JWT_SECRET: randomBytes(48).toString("base64url"),
     JWT_ISSUER: process.env.JWT_ISSUER || "user-service",
     JWT_AUDIENCE: process.env.JWT_AUDIENCE || "user-service",
-    DB_POOL_MAX: "10",
+    DB_POOL_MAX: process.env.DB_POOL_MAX ?? "10",
   };
   const now = Math.floor(Date.now() / 1000);
   const token = jwt.sign(
