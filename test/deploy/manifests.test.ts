@@ -262,6 +262,8 @@ describe("Dockerfile", () => {
     const ignored = readFileSync(join(root, ".dockerignore"), "utf8")
       .split("\n")
       .map((l) => l.trim());
-    expect(ignored).toEqual(expect.arrayContaining(["node_modules", ".git", ".env", ".data", "web/dist"]));
+    expect(ignored).toEqual(expect.arrayContaining(["node_modules", ".git", ".env", ".data", "web/dist", "dist"]));
+    // The build stage runs `npm run build`, which is scripts/ensure-built.ts.
+    expect(ignored).not.toContain("scripts");
   });
 });
