@@ -7,7 +7,7 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
-import { isDatabaseUnavailable } from "../db/errors.ts";
+import { isDatabaseUnavailable, isPoolExhausted } from "../db/errors.ts";
 import { connectErrorFor, ERROR_DOMAIN, type FieldViolation, ServiceError, toConnectError } from "../errors.ts";
 import { observeStream } from "./observe-stream.ts";
 
@@ -53,7 +53,10 @@ export function toWireError(err: unknown, log: Logger, method: string): ConnectE
   if (err instanceof ServiceError) return toConnectError(bounded(err));
   if (err instanceof ConnectError) return withErrorInfo(err);
   if (isDatabaseUnavailable(err)) {
-    return connectErrorFor("UNAVAILABLE", Code.Unavailable, "the database is unavailable; retry later");
+    const message = isPoolExhausted(err)
+      ? "no database connection came free in time (the service is busy); retry later"
+      : "the database is unavailable; retry later";
+    return connectErrorFor("UNAVAILABLE", Code.Unavailable, message);
   }
   const e = err as { name?: string; code?: string } | undefined;
   log.error(
