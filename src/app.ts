@@ -74,6 +74,9 @@ function jwtSecretFor(config: Config): string {
   return readFileSync(file, "utf8").trim();
 }
 
+/** How long each shutdown step may take (see `release` in startApp). */
+const RELEASE_STEP_MS = 10_000;
+
 async function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
@@ -93,26 +96,30 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
   const databaseUrl = config.databaseUrl ?? (embedded?.url as string);
   // What to release, last acquired first: on close, and when start-up fails half-way (a port already in
   // use must not leave the embedded PostgreSQL running).
-  const releases: (() => unknown)[] = [];
+  // Each step gets RELEASE_STEP_MS: a step that hangs (a pool waiting for a connection that is never given
+  // back) is logged by name and skipped, so shutdown always completes.
+  // (Stopping the embedded PostgreSQL gets longer: left running, it would hold its port and data directory.)
+  const releases: [name: string, step: () => unknown, ms?: number][] = [];
   const release = async () => {
-    for (const r of releases.splice(0).reverse())
-      await Promise.resolve()
-        .then(r)
-        .catch(() => {});
+    for (const [name, step, ms = RELEASE_STEP_MS] of releases.splice(0).reverse())
+      await withTimeout(Promise.resolve().then(step), ms).catch((err: unknown) => {
+        if (err instanceof Error && err.message === "timeout")
+          log.warn({ step: name, ms }, "shutdown step did not finish; going on without it");
+      });
   };
-  if (embedded) releases.push(() => embedded.stop());
+  if (embedded) releases.push(["embedded PostgreSQL", () => embedded.stop(), 120_000]);
   try {
     const orm: Orm = await createOrm(databaseUrl, config.dbPoolMax);
-    releases.push(() => orm.close(true));
+    releases.push(["ORM pool", () => orm.close(true)]);
     const applied = await migrate(orm);
     if (applied.length > 0) log.info({ migrations: applied }, "migrations applied");
 
     const pool = createPgPool(databaseUrl, config.dbPoolMax);
-    releases.push(() => pool.end());
+    releases.push(["query pool", () => pool.end()]);
     const feed = createChangeFeed({ url: databaseUrl, log });
-    releases.push(() => feed.close());
+    releases.push(["change feed", () => feed.close()]);
     await feed.start();
-    releases.push(startPruner(pool, { retentionMs: config.changeLogRetentionMs, log }));
+    releases.push(["change-log pruner", startPruner(pool, { retentionMs: config.changeLogRetentionMs, log })]);
     const users = createUserRepository(orm, pool, {
       onWrite: (row) => {
         cache.forget(row.id);
@@ -125,7 +132,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     // Sessions revoked by Logout or refresh-token reuse, for as long as their access tokens can live.
     const revokedSessions = createRevokedSessions({ pool, keepMs: config.accessTokenTtlMs + 5_000, log });
     await revokedSessions.start();
-    releases.push(async () => revokedSessions.close());
+    releases.push(["revoked sessions", async () => revokedSessions.close()]);
     // HS256 with the shared secret unless a private key is configured (then no secret is read or generated).
     const signingKeys = config.jwtPrivateKey
       ? asymmetricKeys(config.jwtPrivateKey, config.jwtPreviousPublicKeys)
@@ -165,7 +172,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
       services: [UserService.typeName, AuthService.typeName],
       probe: databaseAnswers,
     });
-    releases.push(() => health.shutdown());
+    releases.push(["health", () => health.shutdown()]);
     const metrics = createMetrics({
       pools: { orm: pgPoolStats(await orm.em.getConnection().getNativeClient()), queries: pgPoolStats(pool) },
     });
@@ -173,7 +180,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     metrics.registerGauge("user_cache_entries", "Users held in the in-memory user cache.", cache.size);
     // Only when an OTLP endpoint is configured: otherwise no OpenTelemetry code is even loaded.
     const tracing = config.tracing ? await startTracing(config.tracing, log) : undefined;
-    if (tracing) releases.push(() => tracing.shutdown());
+    if (tracing) releases.push(["tracing", () => tracing.shutdown()]);
     const shutdown = new AbortController();
     const validator = createValidator();
     const routes = (router: ConnectRouter) => {
