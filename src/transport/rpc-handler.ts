@@ -74,7 +74,11 @@ export function createRpcHandler(
   const paths = new Map<string, UniversalHandler>();
   for (const h of router.handlers) paths.set(h.requestPath, normaliseEdgeErrors(h));
   const fast = fastPath
-    ? createUnaryFastPath(unary, { interceptors: options.interceptors, readMaxBytes: options.readMaxBytes })
+    ? createUnaryFastPath(unary, {
+        interceptors: options.interceptors,
+        readMaxBytes: options.readMaxBytes,
+        shutdownSignal: options.shutdownSignal,
+      })
     : undefined;
   const streamPath = fastPath
     ? createServerStreamPath(serverStreams, {

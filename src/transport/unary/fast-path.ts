@@ -34,6 +34,12 @@ export type UnarySpec = Extract<MethodImplSpec, { kind: "unary" }>;
 export interface FastPathOptions {
   interceptors: Interceptor[];
   readMaxBytes: number;
+  /**
+   * Aborted when the server gives up waiting for calls at shutdown: every call still running is answered
+   * at once with the reason (UNAVAILABLE), so its client retries elsewhere instead of seeing its stream
+   * reset when the connections close. The handler itself runs on; its result is dropped.
+   */
+  shutdownSignal?: AbortSignal;
 }
 
 // Passed to context.abort() when a call is over: a reason avoids constructing a DOMException per call.
@@ -90,6 +96,30 @@ const oversize = (max: number) =>
 export function createUnaryFastPath(specs: ReadonlyMap<string, UnarySpec>, opts: FastPathOptions) {
   // A whole unary body: the message plus a gRPC envelope header, and a margin for Connect JSON.
   const bodyLimit = opts.readMaxBytes + 5;
+  // The calls being served, each as a way to answer it with an error now (a Set: no per-call listener on the
+  // shutdown signal).
+  const running = new Set<(err: ConnectError) => void>();
+  opts.shutdownSignal?.addEventListener(
+    "abort",
+    () => {
+      const reason = ConnectError.from(opts.shutdownSignal?.reason);
+      for (const answerNow of running) answerNow(reason);
+    },
+    { once: true },
+  );
+  /** Serves one call: `write` runs once, with the call's response or with the shutdown's error. */
+  const serve = (protocol: UnaryProtocol, response: Promise<WireResponse>, write: (res: WireResponse) => void) => {
+    let answered = false;
+    const answer = (res: WireResponse) => {
+      if (answered) return;
+      answered = true;
+      running.delete(answerNow);
+      write(res);
+    };
+    const answerNow = (err: ConnectError) => answer(protocol.failure(err, new Headers()));
+    running.add(answerNow);
+    void response.then(answer);
+  };
   return {
     /** HTTP/2 streams, before Node's compatibility layer. */
     h2(stream: ServerHttp2Stream, raw: IncomingHttpHeaders): boolean {
@@ -104,23 +134,22 @@ export function createUnaryFastPath(specs: ReadonlyMap<string, UnarySpec>, opts:
         else stream.once("aborted", cancel);
         return () => stream.removeListener("aborted", cancel);
       };
-      void readBody(stream, bodyLimit)
-        .then((body) =>
-          body === undefined
-            ? protocol.failure(oversize(opts.readMaxBytes), new Headers())
-            : run(protocol, spec, raw, path, stream.session?.socket?.remoteAddress ?? "", body, onCancel, opts),
-        )
-        .then((res) => {
-          if (stream.destroyed || stream.closed) return;
-          const trailers = res.trailers;
-          const ends = res.body === undefined;
-          stream.respond(
-            { ":status": res.status, ...res.headers },
-            { endStream: ends, waitForTrailers: !ends && trailers !== undefined },
-          );
-          if (trailers) stream.once("wantTrailers", () => stream.sendTrailers(trailers));
-          if (!ends) stream.end(res.body);
-        });
+      const response = readBody(stream, bodyLimit).then((body) =>
+        body === undefined
+          ? protocol.failure(oversize(opts.readMaxBytes), new Headers())
+          : run(protocol, spec, raw, path, stream.session?.socket?.remoteAddress ?? "", body, onCancel, opts),
+      );
+      serve(protocol, response, (res) => {
+        if (stream.destroyed || stream.closed) return;
+        const trailers = res.trailers;
+        const ends = res.body === undefined;
+        stream.respond(
+          { ":status": res.status, ...res.headers },
+          { endStream: ends, waitForTrailers: !ends && trailers !== undefined },
+        );
+        if (trailers) stream.once("wantTrailers", () => stream.sendTrailers(trailers));
+        if (!ends) stream.end(res.body);
+      });
       return true;
     },
 
@@ -138,17 +167,16 @@ export function createUnaryFastPath(specs: ReadonlyMap<string, UnarySpec>, opts:
         res.once("close", onClose);
         return () => res.removeListener("close", onClose);
       };
-      void readBody(req, bodyLimit)
-        .then((body) =>
-          body === undefined
-            ? protocol.failure(oversize(opts.readMaxBytes), new Headers())
-            : run(protocol, spec, req.headers, path, req.socket.remoteAddress ?? "", body, onCancel, opts),
-        )
-        .then((wire) => {
-          if (res.destroyed) return;
-          res.writeHead(wire.status, wire.headers);
-          res.end(wire.body);
-        });
+      const response = readBody(req, bodyLimit).then((body) =>
+        body === undefined
+          ? protocol.failure(oversize(opts.readMaxBytes), new Headers())
+          : run(protocol, spec, req.headers, path, req.socket.remoteAddress ?? "", body, onCancel, opts),
+      );
+      serve(protocol, response, (wire) => {
+        if (res.destroyed) return;
+        res.writeHead(wire.status, wire.headers);
+        res.end(wire.body);
+      });
       return true;
     },
   };
