@@ -47,26 +47,25 @@ interface StreamProtocol {
   end(err: ConnectError | undefined, trailer: Headers): { body?: Uint8Array; trailers?: Record<string, string> };
 }
 
+/** The gRPC status trailers (shared by gRPC and gRPC-web, which differ only in how trailers are sent). */
+function withGrpcStatus(err: ConnectError | undefined, trailer: Headers): Headers {
+  if (err) grpcStatusHeaders(err, trailer);
+  else trailer.set("grpc-status", "0");
+  return trailer;
+}
+
 const grpcStream: StreamProtocol = {
   name: "grpc",
   contentType: "application/grpc",
   timeout: grpcTimeout,
-  end(err, trailer) {
-    if (err) grpcStatusHeaders(err, trailer);
-    else trailer.set("grpc-status", "0");
-    return { trailers: toObject(trailer) };
-  },
+  end: (err, trailer) => ({ trailers: toObject(withGrpcStatus(err, trailer)) }),
 };
 
 const grpcWebStream: StreamProtocol = {
   name: "grpc-web",
   contentType: "application/grpc-web+proto",
   timeout: grpcTimeout,
-  end(err, trailer) {
-    if (err) grpcStatusHeaders(err, trailer);
-    else trailer.set("grpc-status", "0");
-    return { body: grpcWebTrailers(trailer) };
-  },
+  end: (err, trailer) => ({ body: grpcWebTrailers(withGrpcStatus(err, trailer)) }),
 };
 
 const connectStream: StreamProtocol = {
