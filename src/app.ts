@@ -7,7 +7,7 @@ import { createHmac, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createValidator } from "@bufbuild/protovalidate";
-import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter, type ConnectRouterOptions } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { AuthService } from "../gen/auth/v1/auth_service_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
@@ -16,12 +16,12 @@ import { createAuthService } from "./auth/auth.service.ts";
 import { createCallerVerifier } from "./auth/caller-verifier.ts";
 import { createJwksRoute } from "./auth/jwks.ts";
 import { createLoginLockout } from "./auth/lockout.ts";
+import { configurePasswordHashing, hashQueueLength } from "./auth/passwords.ts";
 import { createRevokedSessions } from "./auth/revoked-sessions.ts";
 import { createSessionRepository } from "./auth/session.repository.ts";
 import { asymmetricKeys, symmetricKeys } from "./auth/signing-keys.ts";
 import { createAccessTokens } from "./auth/tokens.ts";
 import { createChangeFeed } from "./changes/change-feed.ts";
-import { startPruner } from "./changes/change-pruner.ts";
 import type { Config } from "./config.ts";
 import { startEmbeddedPostgres } from "./db/embedded-postgres.ts";
 import { createOrm, migrate, migrationsApplied, type Orm } from "./db/orm.ts";
@@ -29,12 +29,15 @@ import { createPgPool } from "./db/pool.ts";
 import { createAuthInterceptor } from "./interceptors/auth.ts";
 import { createErrorsInterceptor } from "./interceptors/errors.ts";
 import { createLoggingInterceptor } from "./interceptors/logging.ts";
-import { createRateLimitInterceptor } from "./interceptors/rate-limit.ts";
+import { createRateLimits, limits } from "./interceptors/rate-limit.ts";
+import { strictUtf8 } from "./interceptors/strings.ts";
 import { createValidationInterceptor } from "./interceptors/validation.ts";
 import { createLogger } from "./logger.ts";
 import { createHealthService, startHealth } from "./ops/health.ts";
 import { createMetrics, createMetricsRoute, pgPoolStats } from "./ops/metrics.ts";
 import { createMetricsInterceptor } from "./ops/metrics-interceptor.ts";
+import { pruneStatements } from "./ops/prune-statements.ts";
+import { startPruner } from "./ops/pruner.ts";
 import { reflectionServices, registerReflection } from "./ops/reflection.ts";
 import { startTracing } from "./ops/tracing.ts";
 import { type HttpRoute, listen } from "./server.ts";
@@ -57,10 +60,9 @@ export interface App {
   close(): Promise<void>;
 }
 
-/** Options that are not configuration: where logs go, how the generated admin password is reported. */
+/** Options that are not configuration: where logs go. */
 export interface AppOptions {
   log?: Logger;
-  announceAdmin?: (email: string, generatedPassword: string | undefined) => void;
 }
 
 /** Reads JWT_SECRET, or outside production generates one and keeps it under DATA_DIR. */
@@ -119,7 +121,6 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     const feed = createChangeFeed({ url: databaseUrl, log });
     releases.push(["change feed", () => feed.close()]);
     await feed.start();
-    releases.push(["change-log pruner", startPruner(pool, { retentionMs: config.changeLogRetentionMs, log })]);
     const users = createUserRepository(orm, pool, {
       onWrite: (row) => {
         cache.forget(row.id);
@@ -128,8 +129,8 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     });
     const cache = createUserCache({ load: users.findById, isCurrent: feed.isCurrent, max: config.userCacheSize });
     feed.subscribe(cache.apply);
-    const sessions = createSessionRepository(orm, config.refreshTokenTtlMs);
-    // Sessions revoked by Logout or refresh-token reuse, for as long as their access tokens can live.
+    const sessions = createSessionRepository(orm, config);
+    // Revoked sessions, for as long as their access tokens can live (plus a margin: ADR 0013).
     const revokedSessions = createRevokedSessions({ pool, keepMs: config.accessTokenTtlMs + 5_000, log });
     await revokedSessions.start();
     releases.push(["revoked sessions", async () => revokedSessions.close()]);
@@ -148,17 +149,19 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
       audience: config.jwtAudience,
       accessTokenTtlMs: config.accessTokenTtlMs,
     });
-    await ensureAdmin(users, {
+    configurePasswordHashing({
+      maxWaiting: config.hashQueueMax,
+      onCostlyHash: (algorithm, cost) =>
+        log.warn({ algorithm, cost }, "a stored password hash costs more than is verified; set a new password"),
+    });
+    const admin = await ensureAdmin(users, {
       email: config.adminEmail,
       password: config.adminPassword,
-      announce:
-        opts.announceAdmin ??
-        ((email, pw) =>
-          log.warn(
-            { email },
-            pw ? `created admin ${email} with generated password: ${pw} (shown once)` : "created admin",
-          )),
+      dataDir: config.dataDir,
     });
+    // The generated password itself is never logged: the file holding it is named instead.
+    if (admin?.passwordFile) log.warn(admin, `created admin ${admin.email}; its password is in ${admin.passwordFile}`);
+    else if (admin) log.info({ email: admin.email }, "created admin");
 
     const databaseAnswers = async () => {
       try {
@@ -178,10 +181,46 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     });
 
     metrics.registerGauge("user_cache_entries", "Users held in the in-memory user cache.", cache.size);
+    metrics.registerGauge("password_hash_queue", "Password hashes waiting for a hashing thread.", hashQueueLength);
+    const prunes = pruneStatements(config);
+    const pruned = metrics.registerCounter(
+      "pruned_rows_total",
+      "Expired rows deleted by the pruner, by table.",
+      "table",
+      prunes.map((p) => p.table),
+    );
+    releases.push([
+      "pruner",
+      startPruner(pool, { statements: prunes, everyMs: config.pruneIntervalMs, log, onPruned: pruned }),
+    ]);
     // Only when an OTLP endpoint is configured: otherwise no OpenTelemetry code is even loaded.
     const tracing = config.tracing ? await startTracing(config.tracing, log) : undefined;
     if (tracing) releases.push(["tracing", () => tracing.shutdown()]);
     const shutdown = new AbortController();
+    const rateLimited = metrics.registerCounter(
+      "rate_limited_total",
+      "Calls refused with RATE_LIMITED, by limit (address: public methods; login: per email; change_password: per user).",
+      "limit",
+      limits,
+    );
+    const rateLimits = await createRateLimits({
+      ratePerSecond: config.rateLimitPerSecond,
+      burst: config.rateLimitBurst,
+      loginPerMinute: config.rateLimitLoginPerMinute,
+      changePasswordPerMinute: config.rateLimitChangePasswordPerMinute,
+      trustedProxies: config.trustedProxies,
+      redisUrl: config.rateLimitRedisUrl,
+      services: [UserService, AuthService],
+      log,
+      onLimited: (limit) => rateLimited(limit, 1),
+    });
+    releases.push(["rate-limit store", () => rateLimits.close()]);
+    const { storeConnected } = rateLimits;
+    if (storeConnected) {
+      metrics.registerGauge("rate_limit_store_up", "1 while the rate-limit Redis answers; 0: per replica.", () =>
+        storeConnected() ? 1 : 0,
+      );
+    }
     const validator = createValidator();
     const routes = (router: ConnectRouter) => {
       router.service(
@@ -224,19 +263,20 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
           createMetricsInterceptor(metrics),
           createLoggingInterceptor({ log }),
           createErrorsInterceptor({ log }),
-          createRateLimitInterceptor({
-            ratePerSecond: config.rateLimitPerSecond,
-            burst: config.rateLimitBurst,
-            trustProxy: config.trustProxy,
-          }),
           createAuthInterceptor({
             verify: createCallerVerifier({ accessTokens, cache, revokedSessions }),
             publicServices: [Health, ...reflectionServices].map((s) => s.typeName),
           }),
           createValidationInterceptor({ validator }),
+          rateLimits.interceptor,
         ],
         readMaxBytes: config.maxMessageBytes,
+        // Invalid UTF-8 in a JSON body is INVALID_ARGUMENT, not U+FFFD (src/interceptors/strings.ts). Connect
+        // hands jsonOptions to its JSON serialization, which takes a textDecoder, though the router's type omits it.
+        jsonOptions: { textDecoder: strictUtf8 } as ConnectRouterOptions["jsonOptions"],
         shutdownSignal: shutdown.signal,
+        // The per-address limit of the public methods, before a request body is read.
+        admit: rateLimits.admit,
       },
       config.unaryFastPath,
     );
@@ -277,6 +317,12 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
         config.tlsCertFile && config.tlsKeyFile
           ? { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile }
           : undefined,
+      limits: {
+        maxConcurrentStreams: config.h2MaxConcurrentStreams,
+        headersTimeoutMs: config.headersTimeoutMs,
+        idleTimeoutMs: config.idleTimeoutMs,
+        maxConnections: config.maxConnections,
+      },
     });
     const url = `${config.tlsCertFile ? "https" : "http"}://${config.host.includes(":") ? `[${config.host}]` : config.host}:${server.port}`;
     log.info({ url }, "listening");

@@ -4,6 +4,7 @@
  */
 import { createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
 
 /** A configuration value that cannot be used; `variable` names the environment variable at fault. */
 export class ConfigError extends Error {
@@ -31,6 +32,8 @@ export interface Config {
   readonly jwtAudience: string;
   readonly accessTokenTtlMs: number;
   readonly refreshTokenTtlMs: number;
+  /** SESSION_MAX_AGE: a session ends this long after its login, however often its refresh token is used. */
+  readonly sessionMaxAgeMs: number;
   readonly allowSignup: boolean;
   readonly adminEmail: string;
   readonly adminPassword: string | undefined;
@@ -49,10 +52,29 @@ export interface Config {
   readonly dbPoolMax: number;
   readonly rateLimitPerSecond: number;
   readonly rateLimitBurst: number;
-  readonly trustProxy: boolean;
+  /** TRUST_PROXY: the proxies whose X-Forwarded-For is believed (empty: none; the peer is the client). */
+  readonly trustedProxies: readonly TrustedProxy[];
+  /** RATE_LIMIT_REDIS_URL: Redis/Valkey shared by every replica for the rate limits; undefined: per process. */
+  readonly rateLimitRedisUrl: string | undefined;
+  /** RATE_LIMIT_LOGIN_PER_MINUTE: Login calls per email per minute. */
+  readonly rateLimitLoginPerMinute: number;
+  /** RATE_LIMIT_CHANGE_PASSWORD_PER_MINUTE: ChangePassword calls per user per minute. */
+  readonly rateLimitChangePasswordPerMinute: number;
   readonly unaryFastPath: boolean;
   /** USER_CACHE_SIZE: users kept in memory for reads and auth checks (0: none). */
   readonly userCacheSize: number;
+  /** HASH_QUEUE_MAX: password hashes waiting for a thread before more are refused; undefined: 32 per thread. */
+  readonly hashQueueMax: number | undefined;
+  /** PRUNE_INTERVAL: how often expired rows (change log, refresh tokens, idempotency keys, login failures) are deleted. */
+  readonly pruneIntervalMs: number;
+  /** H2_MAX_CONCURRENT_STREAMS: advertised in HTTP/2 SETTINGS; streams beyond it are refused. */
+  readonly h2MaxConcurrentStreams: number;
+  /** HEADERS_TIMEOUT: a connection without a complete request head (HTTP/2: preface and SETTINGS) by then is closed. */
+  readonly headersTimeoutMs: number;
+  /** IDLE_TIMEOUT: a connection with no request or stream in progress for this long is closed. */
+  readonly idleTimeoutMs: number;
+  /** MAX_CONNECTIONS: connections beyond it are closed at once. */
+  readonly maxConnections: number;
 }
 
 const samplers = [
@@ -118,6 +140,49 @@ function bool(env: Env, name: string, fallback: boolean): boolean {
   if (["true", "1", "yes", "on"].includes(raw)) return true;
   if (["false", "0", "no", "off"].includes(raw)) return false;
   throw new ConfigError(name, `"${raw}" is not a boolean (use true or false)`);
+}
+
+/** A trusted proxy network, in the form node:net's `BlockList.addSubnet` takes. */
+export interface TrustedProxy {
+  readonly address: string;
+  readonly prefix: number;
+  readonly family: "ipv4" | "ipv6";
+}
+
+/** TRUST_PROXY: false (none), true (loopback, kept for compatibility), or a comma list of CIDRs or addresses. */
+function trustedProxies(env: Env, name: string): readonly TrustedProxy[] {
+  const raw = optional(env, name)?.trim() ?? "false";
+  if (["false", "0", "no", "off"].includes(raw.toLowerCase())) return Object.freeze([]);
+  const list = ["true", "1", "yes", "on"].includes(raw.toLowerCase()) ? "127.0.0.1/32,::1/128" : raw;
+  return Object.freeze(
+    list.split(",").map((entry) => {
+      const [address, bits, extra] = entry.trim().split("/");
+      const family = address.includes("%") ? 0 : isIP(address);
+      const max = family === 4 ? 32 : 128;
+      const prefix = bits === undefined ? max : /^\d{1,3}$/.test(bits) ? Number(bits) : -1;
+      if (family === 0 || extra !== undefined || prefix < 0 || prefix > max) {
+        throw new ConfigError(
+          name,
+          `"${entry.trim()}" is not an IP address or CIDR (use false, true, or a comma list such as 10.0.0.0/8,fd00::/8)`,
+        );
+      }
+      return Object.freeze({ address, prefix, family: family === 4 ? ("ipv4" as const) : ("ipv6" as const) });
+    }),
+  );
+}
+
+/** A redis:// or rediss:// URL. Errors never quote it: it may hold a password. */
+function redisUrl(env: Env, name: string): string | undefined {
+  const raw = optional(env, name);
+  if (raw === undefined) return undefined;
+  let url: URL | undefined;
+  try {
+    url = new URL(raw);
+  } catch {}
+  if (url?.protocol !== "redis:" && url?.protocol !== "rediss:") {
+    throw new ConfigError(name, "is not a redis:// or rediss:// URL");
+  }
+  return raw;
 }
 
 function duration(env: Env, name: string, fallback: string): number {
@@ -290,6 +355,7 @@ export function loadConfig(env: Env): Config {
     jwtAudience: str(env, "JWT_AUDIENCE", "user-service"),
     accessTokenTtlMs: duration(env, "ACCESS_TOKEN_TTL", "15m"),
     refreshTokenTtlMs: duration(env, "REFRESH_TOKEN_TTL", "30d"),
+    sessionMaxAgeMs: duration(env, "SESSION_MAX_AGE", "90d"),
     allowSignup: bool(env, "ALLOW_SIGNUP", true),
     adminEmail,
     adminPassword,
@@ -310,9 +376,18 @@ export function loadConfig(env: Env): Config {
     dbPoolMax: int(env, "DB_POOL_MAX", 10, 1, 1000),
     rateLimitPerSecond: int(env, "RATE_LIMIT_PER_SECOND", 10, 1, 1_000_000),
     rateLimitBurst: int(env, "RATE_LIMIT_BURST", 30, 1, 1_000_000),
-    trustProxy: bool(env, "TRUST_PROXY", false),
+    trustedProxies: trustedProxies(env, "TRUST_PROXY"),
+    rateLimitRedisUrl: redisUrl(env, "RATE_LIMIT_REDIS_URL"),
+    rateLimitLoginPerMinute: int(env, "RATE_LIMIT_LOGIN_PER_MINUTE", 10, 1, 1_000_000),
+    rateLimitChangePasswordPerMinute: int(env, "RATE_LIMIT_CHANGE_PASSWORD_PER_MINUTE", 5, 1, 1_000_000),
     tracing: tracingConfig(env),
     unaryFastPath: bool(env, "UNARY_FAST_PATH", true),
     userCacheSize: int(env, "USER_CACHE_SIZE", 100_000, 0, 10_000_000),
+    hashQueueMax: optional(env, "HASH_QUEUE_MAX") === undefined ? undefined : int(env, "HASH_QUEUE_MAX", 0, 1, 100_000),
+    pruneIntervalMs: duration(env, "PRUNE_INTERVAL", "1m"),
+    h2MaxConcurrentStreams: int(env, "H2_MAX_CONCURRENT_STREAMS", 100, 1, 1_000_000),
+    headersTimeoutMs: duration(env, "HEADERS_TIMEOUT", "10s"),
+    idleTimeoutMs: duration(env, "IDLE_TIMEOUT", "5m"),
+    maxConnections: int(env, "MAX_CONNECTIONS", 10_000, 1, 10_000_000),
   });
 }

@@ -17,6 +17,7 @@ export const reasons = {
   INVALID_FILTER: Code.InvalidArgument,
   INVALID_ORDER_BY: Code.InvalidArgument,
   INVALID_PAGE_TOKEN: Code.InvalidArgument,
+  WEAK_PASSWORD: Code.InvalidArgument,
   UNAUTHENTICATED: Code.Unauthenticated,
   INVALID_CREDENTIALS: Code.Unauthenticated,
   ACCOUNT_LOCKED: Code.ResourceExhausted,

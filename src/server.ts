@@ -9,7 +9,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2Session, IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
 import { createCors } from "./transport/cors.ts";
-import { createListener } from "./transport/listener.ts";
+import { createListener, type ListenerLimits } from "./transport/listener.ts";
 import type { RpcHandler } from "./transport/rpc-handler.ts";
 
 // HTTP/2 compat requests and responses are used through their HTTP/1.1-shaped API.
@@ -29,6 +29,8 @@ export interface ServerOptions {
   routes: readonly HttpRoute[];
   corsAllowedOrigins: readonly string[];
   tls?: { certFile: string; keyFile: string };
+  /** Stream cap, head and idle deadlines, connection cap (docs/adr/0012-listener-limits.md). */
+  limits: ListenerLimits;
 }
 
 /** A listening server. */
@@ -64,6 +66,7 @@ export async function listen(opts: ServerOptions): Promise<ListeningServer> {
   } = createListener({
     onRequest: handle,
     tls: opts.tls ? { key: readFileSync(opts.tls.keyFile), cert: readFileSync(opts.tls.certFile) } : undefined,
+    limits: opts.limits,
   });
   if (opts.h2Stream) {
     const fast = opts.h2Stream;

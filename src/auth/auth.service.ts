@@ -7,18 +7,25 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { type AuthService, type Tokens, TokensSchema } from "../../gen/auth/v1/auth_service_pb.js";
 import { ServiceError } from "../errors.ts";
-import { kCaller } from "../interceptors/context.ts";
+import { kCaller, kClientAddress } from "../interceptors/context.ts";
 import type { UserRow } from "../users/user.entity.ts";
 import { toProtoUser } from "../users/user.mapper.ts";
 import type { UserRepository } from "../users/user.repository.ts";
 import type { LoginLockout } from "./lockout.ts";
-import { hashPassword, needsRehash, verifyAgainstDummy, verifyPassword } from "./passwords.ts";
+import { assertStrongPassword } from "./password-policy.ts";
+import { hashPassword, needsRehash, reserveHashSlot, verifyAgainstDummy, verifyPassword } from "./passwords.ts";
 import type { RevokedSessions } from "./revoked-sessions.ts";
-import type { SessionRepository } from "./session.repository.ts";
+import type { IssuedSession, SessionClient, SessionRepository } from "./session.repository.ts";
 import { type AccessTokens, invalidToken } from "./tokens.ts";
 
 const invalidCredentials = () => new ServiceError("INVALID_CREDENTIALS", "wrong email or password");
 const badRefreshToken = () => new ServiceError("UNAUTHENTICATED", "invalid, expired or revoked refresh token");
+
+/** Where the call comes from, recorded on the session (ListSessions). */
+const clientOf = (ctx: HandlerContext): SessionClient => ({
+  clientAddress: ctx.values.get(kClientAddress) || undefined,
+  userAgent: ctx.requestHeader.get("user-agent") ?? undefined,
+});
 
 /** What the service needs. */
 export interface AuthServiceDeps {
@@ -34,11 +41,9 @@ export interface AuthServiceDeps {
 export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof AuthService> {
   const { users, sessions, accessTokens, lockout } = deps;
 
-  function tokens(
-    user: { id: string; role: UserRow["role"] },
-    session: { refreshToken: string; familyId: string },
-  ): Tokens {
-    const access = accessTokens.issue(user.id, user.role === "admin", session.familyId);
+  function tokens(user: { id: string; role: UserRow["role"] }, session: IssuedSession): Tokens {
+    // Issued at the instant the session row recorded, so its expiry follows from the database (ADR 0013).
+    const access = accessTokens.issue(user.id, user.role === "admin", session.sessionId, session.issuedAt);
     const refreshToken = session.refreshToken;
     return create(TokensSchema, {
       accessToken: access.token,
@@ -56,8 +61,9 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
   }
 
   return {
-    async signUp(req) {
+    async signUp(req, ctx) {
       if (!deps.allowSignup) throw new ServiceError("SIGNUP_DISABLED", "sign-up is disabled on this service");
+      assertStrongPassword(req.password, { email: req.email, field: "password" });
       const user = await users.create({
         email: req.email,
         displayName: req.displayName,
@@ -65,36 +71,37 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
         labels: {},
         passwordHash: await hashPassword(req.password),
       });
-      return { user: toProtoUser(user), tokens: tokens(user, await sessions.start(user.id)) };
+      return { user: toProtoUser(user), tokens: tokens(user, await sessions.start(user.id, clientOf(ctx))) };
     },
 
-    async login(req) {
-      await lockout.reserve(req.email);
-      const user = await users.findLiveByEmailWithHash(req.email);
-      const ok = user?.passwordHash
-        ? await verifyPassword(user.passwordHash, req.password)
-        : await verifyAgainstDummy(req.password);
-      if (!user || !ok) {
-        await lockout.failed(req.email);
-        throw invalidCredentials();
+    async login(req, ctx) {
+      // Held before the attempt is counted: with the hashing queue full, RATE_LIMITED at once and nothing counted.
+      const slot = reserveHashSlot();
+      try {
+        await lockout.reserve(req.email);
+        const user = await users.findLiveByEmailWithHash(req.email);
+        const ok = user?.passwordHash
+          ? await verifyPassword(user.passwordHash, req.password, slot)
+          : await verifyAgainstDummy(req.password, slot);
+        // A failure needs no second write: the reservation already counted it (and locked at the 5th).
+        if (!user || !ok) throw invalidCredentials();
+        await lockout.succeeded(req.email);
+        if (user.passwordHash && needsRehash(user.passwordHash)) {
+          // An imported bcrypt hash: replace it with argon2id now that the password is known.
+          await users.replaceHash(user.id, user.passwordHash, await hashPassword(req.password, { wait: true }));
+        }
+        if (user.state !== "active") throw new ServiceError("PERMISSION_DENIED", "this account is suspended");
+        return { user: toProtoUser(user), tokens: tokens(user, await sessions.start(user.id, clientOf(ctx))) };
+      } finally {
+        slot.release();
       }
-      await lockout.succeeded(req.email);
-      if (user.passwordHash && needsRehash(user.passwordHash)) {
-        // An imported bcrypt hash: replace it with argon2id now that the password is known.
-        await users.replaceHash(user.id, user.passwordHash, await hashPassword(req.password));
-      }
-      if (user.state !== "active") throw new ServiceError("PERMISSION_DENIED", "this account is suspended");
-      return { user: toProtoUser(user), tokens: tokens(user, await sessions.start(user.id)) };
     },
 
-    async refreshToken(req) {
-      const rotation = await sessions.rotate(
-        req.refreshToken,
-        async (id) => (await users.findById(id))?.state === "active",
-      );
+    async refreshToken(req, ctx) {
+      const rotation = await sessions.rotate(req.refreshToken, clientOf(ctx));
       if (!rotation.ok) {
         // A rotated token presented again: its whole session is revoked, access tokens included.
-        if (rotation.why === "reused") deps.revokedSessions.add(rotation.familyId);
+        if (rotation.why === "reused") deps.revokedSessions.add(rotation.session);
         throw badRefreshToken();
       }
       const user = await users.findById(rotation.userId);
@@ -103,8 +110,8 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
     },
 
     async logout(req) {
-      const family = await sessions.revokeFamilyOf(req.refreshToken);
-      if (family) deps.revokedSessions.add(family);
+      const revoked = await sessions.revokeSessionOf(req.refreshToken);
+      if (revoked) deps.revokedSessions.add(revoked);
       return {};
     },
 
@@ -114,14 +121,21 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
 
     async changePassword(req, ctx) {
       const user = await currentUser(ctx);
-      await lockout.reserve(user.email);
-      if (!user.passwordHash || !(await verifyPassword(user.passwordHash, req.currentPassword))) {
-        await lockout.failed(user.email);
-        throw invalidCredentials();
+      assertStrongPassword(req.newPassword, { email: user.email, field: "new_password" });
+      // As in login: a full hashing queue is refused before the attempt is counted.
+      const slot = reserveHashSlot();
+      try {
+        await lockout.reserve(user.email);
+        if (!user.passwordHash || !(await verifyPassword(user.passwordHash, req.currentPassword, slot))) {
+          throw invalidCredentials();
+        }
+      } finally {
+        slot.release();
       }
       await lockout.succeeded(user.email);
-      const hash = await hashPassword(req.newPassword);
-      // Revokes every refresh token and every access token issued before now (see users.update).
+      const hash = await hashPassword(req.newPassword, { wait: true });
+      // Revokes, in the same transaction, every session of the user and every access token issued before now
+      // (users.update); the new session below is started after it.
       const updated = await users.update(
         user.id,
         "updated",
@@ -131,7 +145,7 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
         },
         () => {},
       );
-      return { tokens: tokens(updated, await sessions.start(updated.id)) };
+      return { tokens: tokens(updated, await sessions.start(updated.id, clientOf(ctx))) };
     },
   };
 }

@@ -2,8 +2,8 @@
  * Turns a bearer token into the Caller of a call: JWT verification (cached per token until it expires,
  * because HMAC and JSON parsing are the bulk of an auth check) and the user's current status from the
  * in-memory cache (so a suspended, deleted or re-passworded user's tokens stop working, and a demoted
- * admin's token no longer grants admin), and whether its session was revoked (Logout, refresh-token reuse).
- * No database query on the hot path.
+ * admin's token no longer grants admin), and whether its session was revoked (Logout, refresh-token reuse,
+ * a password change: revoked-sessions.ts). No database query on the hot path.
  */
 import { BoundedMap } from "../bounded-map.ts";
 import type { Caller } from "../interceptors/context.ts";
@@ -27,6 +27,7 @@ export async function standingOf(
   deps: TokenStanding,
 ): Promise<UserStatus | undefined> {
   if (Date.now() >= claims.expiresAtMs) return undefined;
+  // Every verified access token has a session (tokens.ts requires `sid`); a caller without one is not a JWT.
   if (claims.sessionId !== undefined && deps.revokedSessions.has(claims.sessionId)) return undefined;
   const status = await deps.cache.status(claims.userId);
   if (status?.state !== "active" || claims.issuedAtMs < status.tokensValidAfterMs) return undefined;

@@ -1,8 +1,9 @@
 /**
- * Access tokens (JWT: iss, aud, exp, iat, sub, role and jti required and checked; the algorithm pinned to
- * the key the token's `kid` names, see signing-keys.ts) and opaque refresh tokens (random, stored only as
- * SHA-256 hashes). Every rejection carries the same message, so a forger learns nothing about which check
- * failed (RFC 8725 §2.8, OWASP ASVS V3.5).
+ * Access tokens (JWT with `typ: at+jwt` in the header, RFC 9068, so no other JWT signed with the same key
+ * passes for one, RFC 8725 §3.11; iss, aud, exp, iat, sub, role, jti and sid required and checked; the
+ * algorithm pinned to the key the token's `kid` names, see signing-keys.ts) and opaque refresh tokens
+ * (random, stored only as SHA-256 hashes). Every rejection carries the same message, so a forger learns
+ * nothing about which check failed (RFC 8725 §2.8, OWASP ASVS V3.5).
  */
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import jwt from "jsonwebtoken";
@@ -25,8 +26,11 @@ export interface TokenClaims {
   /** Issue time in milliseconds (the private `iat_ms` claim: `iat` has only seconds, and revocation needs better). */
   issuedAtMs: number;
   expiresAtMs: number;
-  /** The session (refresh-token family) the token was issued in (`sid`); Logout and reuse revoke it. */
-  sessionId: string | undefined;
+  /**
+   * The session (refresh-token family) the token was issued in (`sid`), required: every token this service
+   * issues belongs to a session, so revoking sessions revokes every token (docs/adr/0013-sessions.md).
+   */
+  sessionId: string;
 }
 
 /** An issued access token. */
@@ -45,6 +49,12 @@ export const invalidToken = () => new ServiceError("UNAUTHENTICATED", INVALID_TO
 // would outlive a revocation (tokens issued before tokens_valid_after die), so it is refused.
 const MAX_CLOCK_SKEW_S = 5;
 
+/** The JOSE `typ` of an access token (RFC 9068 §2.1). */
+export const ACCESS_TOKEN_TYPE = "at+jwt";
+
+// RFC 9068 §4: "at+jwt" or "application/at+jwt"; media types compare case-insensitively.
+const isAccessTokenType = (typ: unknown) => typeof typ === "string" && /^(application\/)?at\+jwt$/i.test(typ);
+
 // User ids are UUIDs; anything else is refused here, before it reaches a uuid column as a query parameter.
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -56,6 +66,8 @@ function claimsOf(payload: jwt.JwtPayload | string): TokenClaims | undefined {
     typeof payload.sub !== "string" ||
     !UUID.test(payload.sub) ||
     typeof payload.jti !== "string" ||
+    typeof payload.sid !== "string" ||
+    !UUID.test(payload.sid) ||
     (payload.role !== "ROLE_ADMIN" && payload.role !== "ROLE_USER") ||
     payload.iat > Date.now() / 1000 + MAX_CLOCK_SKEW_S
   ) {
@@ -71,7 +83,7 @@ function claimsOf(payload: jwt.JwtPayload | string): TokenClaims | undefined {
     tokenId: payload.jti,
     issuedAtMs: iatMs,
     expiresAtMs: payload.exp * 1000,
-    sessionId: typeof payload.sid === "string" && UUID.test(payload.sid) ? payload.sid : undefined,
+    sessionId: payload.sid,
   };
 }
 
@@ -79,8 +91,13 @@ function claimsOf(payload: jwt.JwtPayload | string): TokenClaims | undefined {
 export function createAccessTokens(opts: TokenOptions) {
   const { signing } = opts.keys;
   return {
-    /** An access token; `sessionId` (the refresh-token family) lets Logout revoke it. */
-    issue(userId: string, admin: boolean, sessionId?: string, now = Date.now()): AccessToken {
+    /**
+     * An access token of a session. `issuedAt` is the instant the session row recorded for this issue (its
+     * last_refresh_time), not the time of signing: `exp` then follows from what the database holds, which
+     * is what lets a replica know how long to remember a revoked session (revoked-sessions.ts).
+     */
+    issue(userId: string, admin: boolean, sessionId: string, issuedAt: Date): AccessToken {
+      const now = issuedAt.getTime();
       const iat = Math.floor(now / 1000);
       const exp = Math.floor((now + opts.accessTokenTtlMs) / 1000);
       const token = jwt.sign(
@@ -91,13 +108,14 @@ export function createAccessTokens(opts: TokenOptions) {
           exp,
           jti: randomUUID(),
           iat_ms: now,
-          ...(sessionId ? { sid: sessionId } : {}),
+          sid: sessionId,
         },
         signing.key,
         {
           algorithm: signing.algorithm,
           issuer: opts.issuer,
           audience: opts.audience,
+          header: { alg: signing.algorithm, typ: ACCESS_TOKEN_TYPE },
           ...(signing.kid ? { keyid: signing.kid } : {}),
         },
       );
@@ -106,7 +124,9 @@ export function createAccessTokens(opts: TokenOptions) {
     verify(token: string): TokenClaims {
       const decoded = jwt.decode(token, { complete: true });
       const key =
-        decoded && typeof decoded.header === "object" ? opts.keys.verificationKey(decoded.header.kid) : undefined;
+        decoded && typeof decoded.header === "object" && isAccessTokenType(decoded.header.typ)
+          ? opts.keys.verificationKey(decoded.header.kid)
+          : undefined;
       if (!key) throw invalidToken();
       let payload: jwt.JwtPayload | string;
       try {

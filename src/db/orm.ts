@@ -6,6 +6,7 @@ import { Migrator } from "@mikro-orm/migrations";
 import { MikroORM } from "@mikro-orm/postgresql";
 import pg from "pg";
 import { RefreshTokenEntity } from "../auth/refresh-token.entity.ts";
+import { SessionEntity } from "../auth/session.entity.ts";
 import { UserEntity } from "../users/user.entity.ts";
 import { Migration20261122000000 } from "./migrations/Migration20261122000000.ts";
 import { Migration20261122000100 } from "./migrations/Migration20261122000100.ts";
@@ -13,6 +14,8 @@ import { Migration20261122000200 } from "./migrations/Migration20261122000200.ts
 import { Migration20261122000300 } from "./migrations/Migration20261122000300.ts";
 import { Migration20261122000400 } from "./migrations/Migration20261122000400.ts";
 import { Migration20261122000500 } from "./migrations/Migration20261122000500.ts";
+import { Migration20261205000000 } from "./migrations/Migration20261205000000.ts";
+import { Migration20261205000900 } from "./migrations/Migration20261205000900.ts";
 
 /** The ORM type used across the service. */
 export type Orm = MikroORM;
@@ -24,13 +27,15 @@ const migrations = [
   { name: "Migration20261122000300", class: Migration20261122000300 },
   { name: "Migration20261122000400", class: Migration20261122000400 },
   { name: "Migration20261122000500", class: Migration20261122000500 },
+  { name: "Migration20261205000000", class: Migration20261205000000 },
+  { name: "Migration20261205000900", class: Migration20261205000900 },
 ];
 
 /** Connects to PostgreSQL; does not migrate (see `migrate`). */
 export async function createOrm(url: string, poolMax: number): Promise<Orm> {
   return MikroORM.init({
     clientUrl: url,
-    entities: [UserEntity, RefreshTokenEntity],
+    entities: [UserEntity, RefreshTokenEntity, SessionEntity],
     extensions: [Migrator],
     migrations: {
       path: "src/db/migrations",

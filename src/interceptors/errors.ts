@@ -1,14 +1,16 @@
 /**
  * The one place where errors become wire errors. ServiceError maps through the table in src/errors.ts; a
- * database that cannot be reached becomes UNAVAILABLE; Connect's own errors keep their code and gain an
- * ErrorInfo; anything else is logged (name and SQLSTATE only, never the message, which can hold SQL) and
- * answered INTERNAL without details.
+ * database that cannot be reached becomes UNAVAILABLE, and one that refused the request's content (a value
+ * it cannot store, a constraint) INVALID_ARGUMENT with a generic message (see src/db/errors.ts); Connect's
+ * own errors keep their code and gain an ErrorInfo; anything else is logged (name and SQLSTATE only, never
+ * the message, which can hold SQL or values) and answered INTERNAL without details.
  */
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
-import { isDatabaseUnavailable, isPoolExhausted } from "../db/errors.ts";
+import { classifyDatabaseError, sqlStateOf } from "../db/errors.ts";
 import { connectErrorFor, ERROR_DOMAIN, type FieldViolation, ServiceError, toConnectError } from "../errors.ts";
+import { normalise } from "../transport/edge-errors.ts";
 import { observeStream } from "./observe-stream.ts";
 
 /** The contract's name for a status code (`UNAVAILABLE`, `DEADLINE_EXCEEDED`, ...). */
@@ -51,18 +53,30 @@ export function withErrorInfo(err: ConnectError): ConnectError {
 /** Maps any thrown value to the ConnectError the caller sees. */
 export function toWireError(err: unknown, log: Logger, method: string): ConnectError {
   if (err instanceof ServiceError) return toConnectError(bounded(err));
-  if (err instanceof ConnectError) return withErrorInfo(err);
-  if (isDatabaseUnavailable(err)) {
-    const message = isPoolExhausted(err)
-      ? "no database connection came free in time (the service is busy); retry later"
-      : "the database is unavailable; retry later";
-    return connectErrorFor("UNAVAILABLE", Code.Unavailable, message);
+  // Connect's own errors, including those it raises while a handler reads a request stream (a client-stream
+  // message that cannot be decoded is INVALID_ARGUMENT, not Connect's INTERNAL), as at the edge.
+  if (err instanceof ConnectError) return normalise(err) ?? err;
+  const failure = classifyDatabaseError(err);
+  if (failure === "busy")
+    return connectErrorFor(
+      "UNAVAILABLE",
+      Code.Unavailable,
+      "no database connection came free in time (the service is busy); retry later",
+    );
+  if (failure === "unavailable")
+    return connectErrorFor("UNAVAILABLE", Code.Unavailable, "the database is unavailable; retry later");
+  const e = err as { name?: string } | undefined;
+  const logged = { method, errorName: e?.name ?? typeof err, sqlState: sqlStateOf(err) };
+  if (failure === "content") {
+    // Not a bug of ours as far as the caller is concerned, but a value that got past validation: worth a look.
+    log.warn(logged, "request refused by the database");
+    return connectErrorFor(
+      "INVALID_ARGUMENT",
+      Code.InvalidArgument,
+      "invalid request: a value cannot be stored (invalid characters, too long, or out of range)",
+    );
   }
-  const e = err as { name?: string; code?: string } | undefined;
-  log.error(
-    { method, errorName: e?.name ?? typeof err, sqlState: typeof e?.code === "string" ? e.code : undefined },
-    "unexpected error",
-  );
+  log.error(logged, "unexpected error");
   return connectErrorFor("INTERNAL", Code.Internal, "internal error");
 }
 

@@ -4,12 +4,14 @@
  * because that is what most gRPC clients know how to read. A server-streaming call has exactly one request
  * message, which Connect hands interceptors as a stream: it is read and validated here too, before the
  * handler starts. Client-streaming methods validate per message themselves, so that one bad row does not
- * end the stream.
+ * end the stream. Before the declared rules, every string field is checked for what the database cannot
+ * store (a NUL character, invalid UTF-8: see strings.ts), which no proto rule expresses.
  */
 import { pathToString } from "@bufbuild/protobuf/reflect";
 import { createValidator, type Validator, type Violation } from "@bufbuild/protovalidate";
 import type { Interceptor } from "@connectrpc/connect";
 import { type FieldViolation, invalidArgument } from "../errors.ts";
+import { reportInvalidUtf8, stringViolations } from "./strings.ts";
 
 /** Converts protovalidate violations to our field violations. */
 export function toFieldViolations(violations: readonly Violation[]): FieldViolation[] {
@@ -19,8 +21,11 @@ export function toFieldViolations(violations: readonly Violation[]): FieldViolat
 /** The interceptor; `validator` is shared with handlers that validate stream messages. */
 export function createValidationInterceptor(opts: { validator?: Validator } = {}): Interceptor {
   const validator = opts.validator ?? createValidator();
+  reportInvalidUtf8();
   return (next) => async (req) => {
     const check = (message: Parameters<Validator["validate"]>[1]) => {
+      const bad = stringViolations(req.method.input, message);
+      if (bad.length > 0) throw invalidArgument(bad);
       const result = validator.validate(req.method.input, message);
       if (result.kind === "invalid") throw invalidArgument(toFieldViolations(result.error.violations));
       if (result.kind === "error") throw result.error;

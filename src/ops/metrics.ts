@@ -31,6 +31,16 @@ export interface Metrics {
   readonly rpc: RpcMetrics;
   /** Registers a gauge read at scrape time, so features (watchers, change-log lag) need no prom-client code. */
   registerGauge(name: string, help: string, read: () => number | Promise<number>): void;
+  /**
+   * Registers a counter with one label, shown at zero for each of `values` from the start (so rate() works
+   * before the first increment); features get an `inc` and need no prom-client code.
+   */
+  registerCounter(
+    name: string,
+    help: string,
+    label: string,
+    values: readonly string[],
+  ): (value: string, by: number) => void;
   /** Everything in Prometheus text format: process metrics, then the app's. */
   scrape(): Promise<string>;
 }
@@ -116,6 +126,11 @@ export function createMetrics(opts: { pools?: Record<string, () => PoolStats> } 
           this.set(await read());
         },
       });
+    },
+    registerCounter(name, help, label, values) {
+      const counter = new Counter({ name, help, labelNames: [label], registers });
+      for (const value of values) counter.inc({ [label]: value }, 0);
+      return (value, by) => counter.inc({ [label]: value }, by);
     },
     async scrape() {
       return (await processMetrics.metrics()) + (await registry.metrics());

@@ -9,8 +9,14 @@ import { randomUUID } from "node:crypto";
 import type { Validator } from "@bufbuild/protovalidate";
 import type pg from "pg";
 import { UserSchema } from "../../gen/user/v1/user_pb.js";
-import type { ImportFailure, ImportUsersRequest } from "../../gen/user/v1/user_service_pb.js";
-import { hashPassword, isAcceptedHash } from "../auth/passwords.ts";
+import {
+  type ImportFailure,
+  type ImportUsersRequest,
+  ImportUsersRequestSchema,
+} from "../../gen/user/v1/user_service_pb.js";
+import { weakPasswordProblem } from "../auth/password-policy.ts";
+import { hashPasswords, hashProblem } from "../auth/passwords.ts";
+import { stringViolations } from "../interceptors/strings.ts";
 import { toFieldViolations } from "../interceptors/validation.ts";
 import { type ImportRow, insertImportBatch } from "./import.repository.ts";
 import { storedRole } from "./user.mapper.ts";
@@ -21,6 +27,9 @@ type Pending = { row: ImportRow; password?: string };
 
 /** Why a row cannot be imported, or undefined when it can. */
 function problemOf(req: ImportUsersRequest, validator: Validator): string | undefined {
+  // Strings the database cannot store (NUL, invalid UTF-8) first: they would fail the whole batch's insert.
+  const unstorable = stringViolations(ImportUsersRequestSchema, req);
+  if (unstorable.length > 0) return unstorable.map((v) => `${v.field}: ${v.description}`).join("; ");
   const u = req.user;
   if (!u) return "user: is required";
   if (!u.email) return "user.email: is required";
@@ -36,8 +45,11 @@ function problemOf(req: ImportUsersRequest, validator: Validator): string | unde
   if (c.case === "password") {
     const n = [...c.value].length;
     if (n < 8 || n > 128) return "password: must be 8 to 128 characters";
+    const weak = weakPasswordProblem(c.value, u.email);
+    if (weak) return `password: ${weak}`;
   } else if (c.case === "passwordHash") {
-    if (!isAcceptedHash(c.value)) return "password_hash: must be an argon2id PHC string or a bcrypt hash";
+    const bad = hashProblem(c.value);
+    if (bad) return `password_hash: ${bad}`;
   } else {
     return "password or password_hash: one is required";
   }
@@ -56,11 +68,9 @@ export async function importUsers(
   let writing: Promise<void> = Promise.resolve();
 
   const write = async (pending: Pending[]) => {
-    const rows = await Promise.all(
-      pending.map(async (p) =>
-        p.password === undefined ? p.row : { ...p.row, passwordHash: await hashPassword(p.password) },
-      ),
-    );
+    const hashes = await hashPasswords(pending.flatMap((p) => (p.password === undefined ? [] : [p.password])));
+    let h = 0;
+    const rows = pending.map((p) => (p.password === undefined ? p.row : { ...p.row, passwordHash: hashes[h++] }));
     const created = await insertImportBatch(deps.pool, rows);
     createdCount += created.size;
     skippedCount += rows.length - created.size;
@@ -82,7 +92,9 @@ export async function importUsers(
     const i = index++;
     const problem = problemOf(req, deps.validator);
     if (problem) {
-      failures.push({ index: i, email: req.user?.email ?? "", reason: problem });
+      // An email the database could not store is not echoed either: the index identifies the row.
+      const email = req.user?.email ?? "";
+      failures.push({ index: i, email: problem.includes("user.email:") ? "" : email, reason: problem });
       continue;
     }
     const u = req.user as NonNullable<ImportUsersRequest["user"]>;

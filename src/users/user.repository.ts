@@ -6,7 +6,7 @@ import { randomUUID } from "node:crypto";
 import { LockMode, raw, UniqueConstraintViolationException } from "@mikro-orm/core";
 import type { EntityManager } from "@mikro-orm/postgresql";
 import type pg from "pg";
-import { RefreshTokenEntity } from "../auth/refresh-token.entity.ts";
+import { revokeUserSessions } from "../auth/session.repository.ts";
 import { appendChange, type ChangeType, snapshotOf } from "../changes/change-log.ts";
 import type { Orm } from "../db/orm.ts";
 import { ServiceError } from "../errors.ts";
@@ -175,9 +175,8 @@ export function createUserRepository(orm: Orm, pool: pg.Pool, opts: { onWrite?: 
             row.version += 1;
             row.updateTime = now;
             const revoked = row.tokensValidAfter != null && row.tokensValidAfter.getTime() !== revokedBefore;
-            if (revoked) {
-              await em.nativeUpdate(RefreshTokenEntity, { userId: id, revokeTime: null }, { revokeTime: now });
-            }
+            // Every session of the user ends in this transaction (each session row locked: ADR 0013).
+            if (revoked) await revokeUserSessions(em, id, now);
             await em.flush();
             await appendChange(em, {
               type,

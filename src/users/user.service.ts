@@ -8,6 +8,7 @@ import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type pg from "pg";
 import { Role, type User, UserState } from "../../gen/user/v1/user_pb.js";
 import type { UserService } from "../../gen/user/v1/user_service_pb.js";
+import { assertStrongPassword } from "../auth/password-policy.ts";
 import { hashPassword } from "../auth/passwords.ts";
 import { type FieldViolation, invalidArgument, ServiceError } from "../errors.ts";
 import { type Caller, kCaller } from "../interceptors/context.ts";
@@ -107,6 +108,7 @@ export function createUserService(deps: {
       if (!u?.email) missing.push({ field: "user.email", description: "is required" });
       if (!u?.displayName) missing.push({ field: "user.display_name", description: "is required" });
       if (!u || missing.length > 0) throw invalidArgument(missing);
+      if (req.password !== undefined) assertStrongPassword(req.password, { email: u.email, field: "password" });
       const row = await users.create(
         {
           email: u.email,

@@ -1,7 +1,7 @@
 /**
  * Access-token verification, attacked from outside: missing and malformed headers, tampered payloads and
  * signatures, `alg: none`, another algorithm, expired tokens (forged and really expired), wrong or
- * missing iss/aud/exp. Every one must be UNAUTHENTICATED over gRPC (grpc-js) and Connect alike. A forged
+ * missing iss/aud/exp, a header without `typ: at+jwt`, no session id (`sid`). Every one must be UNAUTHENTICATED over gRPC (grpc-js) and Connect alike. A forged
  * token with valid claims is accepted, which proves the forgeries differ only in what is under test.
  */
 import { timestampDate } from "@bufbuild/protobuf/wkt";
@@ -15,7 +15,7 @@ import { adminToken, createMember, type Member } from "../helpers/accounts.ts";
 import { clients, failure, grpcJsClient } from "../helpers/clients.ts";
 import { type GrpcJs, grpcJs } from "../helpers/grpc-js.ts";
 import { ADMIN, startTestServer, type TestServer } from "../helpers/server.ts";
-import { forge, unsigned, validClaims, withPayload } from "../helpers/tokens.ts";
+import { forge, payloadOf, unsigned, validClaims, withPayload } from "../helpers/tokens.ts";
 
 const { getCurrentUser } = AuthService.method;
 const { getUser, updateUser } = UserService.method;
@@ -81,6 +81,21 @@ const badTokens: { name: string; token: () => string }[] = [
   { name: "no jti", token: () => forge({ ...validClaims(member.user.id), jti: undefined }) },
   { name: "no sub", token: () => forge({ ...validClaims(member.user.id), sub: undefined }) },
   { name: "an unknown role", token: () => forge({ ...validClaims(member.user.id), role: "ROLE_ROOT" }) },
+  // RFC 8725 §3.11, RFC 9068: a JWT signed with the same key for another purpose is not an access token.
+  { name: "header typ JWT", token: () => forge(validClaims(member.user.id), { typ: "JWT" }) },
+  { name: "no typ in the header", token: () => forge(validClaims(member.user.id), { typ: undefined }) },
+  { name: "header typ dpop+jwt", token: () => forge(validClaims(member.user.id), { typ: "dpop+jwt" }) },
+  { name: "header typ at+jwt with junk", token: () => forge(validClaims(member.user.id), { typ: "at+jwt; x" }) },
+  { name: "no sid", token: () => forge({ ...validClaims(member.user.id), sid: undefined }) },
+  { name: "a sid that is not a UUID", token: () => forge({ ...validClaims(member.user.id), sid: "' or 1=1 --" }) },
+  {
+    name: "the real token's payload under a header without typ (signature kept)",
+    token: () => {
+      const [header, payload, signature] = member.token.split(".");
+      const { typ: _, ...rest } = JSON.parse(Buffer.from(header, "base64url").toString()) as Record<string, unknown>;
+      return `${Buffer.from(JSON.stringify(rest)).toString("base64url")}.${payload}.${signature}`;
+    },
+  },
 ];
 
 describe("a call with a bad token", () => {
@@ -150,6 +165,14 @@ describe("a well-formed token", () => {
     expect(me.user?.id).toBe(member.user.id);
     const asAdmin = await grpc.call(getUser, { userId: member.user.id }, forge(validClaims(adminId, "ROLE_ADMIN")));
     expect(asAdmin.user?.id).toBe(member.user.id);
+  });
+
+  it("carries typ at+jwt in its header and the session id (sid) as issued; application/at+jwt is accepted", async () => {
+    const [header] = member.token.split(".");
+    expect(JSON.parse(Buffer.from(header, "base64url").toString())).toMatchObject({ typ: "at+jwt" });
+    expect(payloadOf(member.token).sid).toMatch(/^[0-9a-f-]{36}$/);
+    const t = forge(validClaims(member.user.id), { typ: "application/AT+JWT" });
+    expect((await grpc.call(getCurrentUser, {}, t)).user?.id).toBe(member.user.id);
   });
 
   it("is accepted with a lower-case bearer scheme", async () => {

@@ -79,7 +79,8 @@ const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString("base64url")
 export type ForgedAlg = "HS256" | "RS256" | "RS384" | "PS256" | "ES256" | "ES384";
 
 /**
- * Signs `claims` with `key` under `alg`, with `header` merged into the JOSE header. HS256 takes a secret
+ * Signs `claims` with `key` under `alg`, with `header` merged into the JOSE header (whose `typ` is the
+ * access tokens' `at+jwt` unless `header` says otherwise). HS256 takes a secret
  * (a string or bytes: the classic attack signs with the RSA public key's PEM as the HMAC secret).
  */
 export function signToken(
@@ -88,7 +89,7 @@ export function signToken(
   key: KeyObject | string,
   header: Record<string, unknown> = {},
 ): string {
-  const input = `${b64({ alg, typ: "JWT", ...header })}.${b64(claims)}`;
+  const input = `${b64({ alg, typ: "at+jwt", ...header })}.${b64(claims)}`;
   let sig: Buffer;
   if (alg === "HS256") {
     sig = createHmac("sha256", key as string)

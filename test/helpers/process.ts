@@ -12,6 +12,8 @@ export interface ServiceProcess {
   url: string;
   /** Resolves with the exit code when the process exits. */
   exited: Promise<number | null>;
+  /** Everything it has written to stdout and stderr so far. */
+  output(): string;
 }
 
 const children: ChildProcess[] = [];
@@ -43,7 +45,7 @@ export function startProcess(env: Record<string, string>, opts: { cwd?: string }
     child.stdout?.on("data", (chunk: Buffer) => {
       out += chunk;
       const m = /"url":"(http:\/\/[^"]+)".*"msg":"listening"/.exec(out);
-      if (m) done({ child, url: m[1], exited });
+      if (m) done({ child, url: m[1], exited, output: () => out });
     });
     child.stderr?.on("data", (chunk: Buffer) => {
       out += chunk;

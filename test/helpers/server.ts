@@ -42,6 +42,8 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
     // Suites log in many times from one address; the rate-limit tests set their own values.
     RATE_LIMIT_PER_SECOND: "100000",
     RATE_LIMIT_BURST: "100000",
+    RATE_LIMIT_LOGIN_PER_MINUTE: "100000",
+    RATE_LIMIT_CHANGE_PASSWORD_PER_MINUTE: "100000",
     ...env,
   });
   const lines: string[] = [];

@@ -67,7 +67,7 @@ function verifiesWith(token: string, jwk: Record<string, string>): boolean {
 
 describe("with an RSA key", () => {
   it("signs RS256 with the key's RFC 7638 thumbprint as kid, and the token works", async () => {
-    expect(headerOf(rsaToken)).toEqual({ alg: "RS256", typ: "JWT", kid: thumbprint(rsa.publicKey) });
+    expect(headerOf(rsaToken)).toEqual({ alg: "RS256", typ: "at+jwt", kid: thumbprint(rsa.publicKey) });
     expect((await grpc.call(getCurrentUser, {}, rsaToken)).user?.email).toBe(ADMIN.email);
   });
 
@@ -185,7 +185,7 @@ describe("with an EC P-256 key", () => {
 
   it("signs ES256 with a thumbprint kid, publishes the key, and refuses other EC keys and RS256", async () => {
     const token = await login(server.url, ADMIN.email, ADMIN.password);
-    expect(headerOf(token)).toEqual({ alg: "ES256", typ: "JWT", kid: thumbprint(ec.publicKey) });
+    expect(headerOf(token)).toEqual({ alg: "ES256", typ: "at+jwt", kid: thumbprint(ec.publicKey) });
     const { keys: published } = await jwks(server.url);
     expect(published).toHaveLength(1);
     expect(published[0]).toMatchObject({
@@ -252,7 +252,7 @@ describe("with HS256 (no key file)", () => {
     try {
       expect((await jwks(server.url)).status).toBe(404);
       const token = await login(server.url, ADMIN.email, ADMIN.password);
-      expect(headerOf(token)).toEqual({ alg: "HS256", typ: "JWT" });
+      expect(headerOf(token)).toEqual({ alg: "HS256", typ: "at+jwt" });
       expect(JWT_SECRET.length).toBeGreaterThanOrEqual(32);
     } finally {
       await server.close();

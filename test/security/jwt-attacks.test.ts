@@ -54,7 +54,7 @@ const attacks: { name: string; token: () => string }[] = [
   { name: "alg none for the member itself", token: () => unsigned(validClaims(member.user.id)) },
   {
     name: "alg None (capitalised)",
-    token: () => `${b64({ alg: "None", typ: "JWT" })}.${b64(validClaims(member.user.id))}.`,
+    token: () => `${b64({ alg: "None", typ: "at+jwt" })}.${b64(validClaims(member.user.id))}.`,
   },
   {
     name: "alg none with the real signature kept",
@@ -106,7 +106,7 @@ const attacks: { name: string; token: () => string }[] = [
   {
     name: "a kid header the service never issued",
     token: () =>
-      forge(validClaims(member.user.id)).replace(/^[^.]+/, b64({ alg: "HS256", typ: "JWT", kid: "../../dev/null" })),
+      forge(validClaims(member.user.id)).replace(/^[^.]+/, b64({ alg: "HS256", typ: "at+jwt", kid: "../../dev/null" })),
   },
   { name: "a user id that never existed", token: () => forge(validClaims(randomUUID())) },
   { name: "a user id that never existed, as admin", token: () => forge(validClaims(randomUUID(), "ROLE_ADMIN")) },

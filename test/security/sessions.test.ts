@@ -2,17 +2,26 @@
  * Session security over the wire: refresh-token rotation; reuse of a rotated token (a stolen token replayed)
  * revokes the whole family, so the thief's and the victim's next refresh both fail, whoever replays first,
  * while the user's other sessions live on; concurrent use of one token lets exactly one through; Logout
- * ends the family, its access tokens included (on every replica within a second); ChangePassword kills every earlier access token and every other session, and the new
- * tokens work; suspended and deleted users can neither log in nor refresh.
+ * ends the family, its access tokens included (on every replica within a second); ChangePassword kills
+ * every earlier access token and every other session, and the new tokens work; suspended and deleted users
+ * can neither log in nor refresh. Each login is one session row (which records where it is used from); a
+ * session older than the user's tokens_valid_after never rotates; a family without a row (left by a
+ * replica of the previous version during a rolling update) gets one when it rotates. The races are in
+ * session-races.test.ts.
  */
+
+import { randomBytes, randomUUID } from "node:crypto";
 import { Code } from "@connectrpc/connect";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { Tokens } from "../../gen/auth/v1/auth_service_pb.js";
 import { UserState } from "../../gen/user/v1/user_pb.js";
+import { createOrm } from "../../src/db/orm.ts";
 import { adminToken, createMember, type Member } from "../helpers/accounts.ts";
 import { type Clients, clients, failure } from "../helpers/clients.ts";
 import { query } from "../helpers/database.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
+import { payloadOf } from "../helpers/tokens.ts";
+import { withDatabase } from "../helpers/urls.ts";
 import { expectInvalidToken } from "./expect.ts";
 
 let server: TestServer;
@@ -271,5 +280,179 @@ describe("UserService with a refresh token as bearer", () => {
     const m = await newMember("confused");
     const t = await session(m);
     await expectInvalidToken(clients(server.url, "grpc", () => t.refreshToken).users.getUser({ userId: m.user.id }));
+  });
+});
+
+describe("the session row", () => {
+  it("is one per login; rotation moves its last refresh and idle expiry; it records address and user agent", async () => {
+    const m = await newMember("row");
+    const res = await anon.auth.login(
+      { email: m.email, password: m.password },
+      { headers: { "user-agent": "sessions-test/1.0" } },
+    );
+    let t = res.tokens as Tokens;
+    const sid = String(payloadOf(t.accessToken).sid);
+    for (let i = 0; i < 3; i++) {
+      t = await refresh(t.refreshToken);
+      expect(payloadOf(t.accessToken).sid).toBe(sid);
+    }
+    const rows = await query<{
+      id: string;
+      create_time: Date;
+      last_refresh_time: Date;
+      expire_time: Date;
+      max_expire_time: Date;
+      revoke_time: Date | null;
+      client_address: string;
+      user_agent: string;
+    }>(server.databaseUrl, "select * from sessions where user_id = $1 and id = $2", [m.user.id, sid]);
+    expect(rows).toHaveLength(1);
+    const r = rows[0];
+    expect(r.client_address).toMatch(/127\.0\.0\.1/);
+    expect(r.user_agent).toEqual(expect.any(String));
+    expect(r.revoke_time).toBeNull();
+    expect(r.last_refresh_time.getTime()).toBe(Number(payloadOf(t.accessToken).iat_ms));
+    expect(r.expire_time.getTime() - r.last_refresh_time.getTime()).toBe(30 * 86_400_000);
+    expect(r.max_expire_time.getTime() - r.create_time.getTime()).toBe(90 * 86_400_000);
+    const tokens = await query<{ n: string }>(
+      server.databaseUrl,
+      "select count(*) as n from refresh_tokens where family_id = $1",
+      [sid],
+    );
+    expect(Number(tokens[0].n)).toBe(4);
+    await anon.auth.logout({ refreshToken: t.refreshToken });
+    const [after] = await query<{ revoke_time: Date | null }>(
+      server.databaseUrl,
+      "select revoke_time from sessions where id = $1",
+      [sid],
+    );
+    expect(after.revoke_time).not.toBeNull();
+  });
+
+  it("never rotates when it started before the user's tokens_valid_after, even if not marked revoked", async () => {
+    const m = await newMember("valid-after");
+    const t = await session(m);
+    await query(server.databaseUrl, "update users set tokens_valid_after = now() where id = $1", [m.user.id]);
+    await refused(t.refreshToken);
+  });
+
+  it("is created when a family without one rotates (a token of the previous version, rolling update)", async () => {
+    const m = await newMember("legacy");
+    const t = await session(m);
+    const sid = String(payloadOf(t.accessToken).sid);
+    const [before] = await query<{ create_time: Date }>(
+      server.databaseUrl,
+      "delete from sessions where id = $1 returning create_time",
+      [sid],
+    );
+    const next = await refresh(t.refreshToken);
+    expect(payloadOf(next.accessToken).sid).toBe(sid);
+    const [row] = await query<{ create_time: Date; max_expire_time: Date }>(
+      server.databaseUrl,
+      "select create_time, max_expire_time from sessions where id = $1",
+      [sid],
+    );
+    expect(row.create_time.getTime()).toBe(before.create_time.getTime());
+    expect(row.max_expire_time.getTime() - row.create_time.getTime()).toBe(90 * 86_400_000);
+    await refused(t.refreshToken); // and reuse detection works on it as on any session
+    await refused(next.refreshToken);
+  });
+});
+
+describe("the migration to session rows", () => {
+  it("gives every existing family one session, revoked when any of its tokens was, capped at 90 days", async () => {
+    const name = `t_backfill_${randomBytes(4).toString("hex")}`;
+    await query(inject("pgAdminUrl"), `create database ${name}`);
+    const url = withDatabase(inject("pgAdminUrl"), name);
+    const orm = await createOrm(url, 2);
+    try {
+      await orm.migrator.up({ to: "Migration20261122000500" });
+      const user = randomUUID();
+      await query(
+        url,
+        `insert into users (id, email, display_name, role, state, create_time, update_time)
+         values ($1, 'old@example.com', 'Old', 'user', 'active', now(), now())`,
+        [user],
+      );
+      const [live, revoked] = [randomUUID(), randomUUID()];
+      // live: logged in 10 days ago, rotated twice; revoked: one of its tokens revoked (a Logout).
+      const token = (family: string, created: string, expires: string, used: boolean, revoke: boolean) =>
+        query(
+          url,
+          `insert into refresh_tokens (id, user_id, family_id, token_hash, create_time, expire_time, used_time, revoke_time)
+           values ($1, $2, $3, $4, now() - $5::interval, now() + $6::interval,
+                   case when $7 then now() end, case when $8 then now() - interval '1 hour' end)`,
+          [randomUUID(), user, family, randomBytes(32), created, expires, used, revoke],
+        );
+      await token(live, "10 days", "20 days", true, false);
+      await token(live, "5 days", "25 days", true, false);
+      await token(live, "1 day", "29 days", false, false);
+      await token(revoked, "2 days", "28 days", true, true);
+      await token(revoked, "1 day", "29 days", false, true);
+      await orm.migrator.up();
+      const rows = await query<{
+        id: string;
+        user_id: string;
+        age_days: number;
+        last_refresh_days: number;
+        expire_days: number;
+        max_days: number;
+        revoked: boolean;
+      }>(
+        url,
+        `select id, user_id,
+           round(extract(epoch from now() - create_time) / 86400)::int as age_days,
+           round(extract(epoch from now() - last_refresh_time) / 86400)::int as last_refresh_days,
+           round(extract(epoch from expire_time - now()) / 86400)::int as expire_days,
+           round(extract(epoch from max_expire_time - create_time) / 86400)::int as max_days,
+           revoke_time is not null as revoked
+         from sessions order by age_days desc`,
+      );
+      expect(rows).toEqual([
+        { id: live, user_id: user, age_days: 10, last_refresh_days: 1, expire_days: 29, max_days: 90, revoked: false },
+        { id: revoked, user_id: user, age_days: 2, last_refresh_days: 1, expire_days: 29, max_days: 90, revoked: true },
+      ]);
+    } finally {
+      await orm.close(true);
+    }
+  });
+});
+
+describe("the pruner", () => {
+  it("deletes sessions a day past their end, and keeps the others (revoked ones included)", async () => {
+    const pruning = await startTestServer({ PRUNE_INTERVAL: "100ms" });
+    try {
+      const [{ id: user }] = await query<{ id: string }>(
+        pruning.databaseUrl,
+        "select id from users where role = 'admin'",
+      );
+      const ended = randomUUID();
+      const recent = randomUUID();
+      const revoked = randomUUID();
+      for (const [id, end, revoke] of [
+        [ended, "now() - interval '2 days'", "null"],
+        [recent, "now() - interval '1 hour'", "null"],
+        [revoked, "now() + interval '29 days'", "now()"],
+      ]) {
+        await query(
+          pruning.databaseUrl,
+          `insert into sessions (id, user_id, create_time, last_refresh_time, expire_time, max_expire_time, revoke_time)
+           values ($1, $2, now() - interval '40 days', now() - interval '31 days', ${end}, now() + interval '50 days', ${revoke})`,
+          [id, user],
+        );
+      }
+      const left = async () =>
+        (
+          await query<{ id: string }>(pruning.databaseUrl, "select id from sessions where id = any($1::uuid[])", [
+            [ended, recent, revoked],
+          ])
+        ).map((r) => r.id);
+      const started = Date.now();
+      while ((await left()).includes(ended) && Date.now() - started < 10_000)
+        await new Promise((r) => setTimeout(r, 100));
+      expect((await left()).sort()).toEqual([recent, revoked].sort());
+    } finally {
+      await pruning.close();
+    }
   });
 });

@@ -42,6 +42,10 @@ describe("a bad configuration value", () => {
     { variable: "PORT", value: "http" },
     { variable: "JWT_SECRET", value: "too-short" },
     { variable: "ACCESS_TOKEN_TTL", value: "fifteen minutes" },
+    { variable: "H2_MAX_CONCURRENT_STREAMS", value: "0" },
+    { variable: "HEADERS_TIMEOUT", value: "soon" },
+    { variable: "IDLE_TIMEOUT", value: "0s" },
+    { variable: "MAX_CONNECTIONS", value: "-1" },
   ])(
     "$variable=$value stops start-up with one line naming it, non-zero exit, no stack trace",
     async ({ variable, value }) => {

@@ -182,7 +182,7 @@ describe("CreateUser", () => {
     const labels = Object.fromEntries(Array.from({ length: 64 }, (_, i) => [`k${i}`, long(256)]));
     const a = await grpc.call(
       createUser,
-      { user: { email: uniqueEmail("b1"), displayName: long(100), labels }, password: "12345678" },
+      { user: { email: uniqueEmail("b1"), displayName: long(100), labels }, password: "k7#m2Qx9" },
       admin,
     );
     expect(Object.keys(a.user?.labels ?? {})).toHaveLength(64);

@@ -61,7 +61,7 @@ describe("DeleteUser", () => {
     await grpc.call(deleteUser, { userId: victim.user.id }, admin);
     const sessions = await query<{ revoked: boolean }>(
       server.databaseUrl,
-      "select revoke_time is not null as revoked from refresh_tokens where user_id = $1",
+      "select revoke_time is not null as revoked from sessions where user_id = $1",
       [victim.user.id],
     );
     expect(sessions.length).toBeGreaterThan(0);

@@ -7,7 +7,7 @@
  * same message object goes to many streams (a change sent to every watcher), framed and written with
  * backpressure. Compression, JSON, gRPC-web text and HTTP/1.1 are declined: connect-node serves them.
  */
-import type { IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
+import { constants, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
 import { type DescMessage, type MessageShape, toBinary } from "@bufbuild/protobuf";
 import {
   Code,
@@ -23,7 +23,7 @@ import { endStreamFlag, endStreamToJson } from "@connectrpc/connect/protocol-con
 import { connectErrorFor } from "../../errors.ts";
 import { kClientAddress } from "../../interceptors/context.ts";
 import { withErrorInfo } from "../../interceptors/errors.ts";
-import { readBody, requestHeaders } from "../request.ts";
+import { type Admit, admitThen, budgetOf, readBody, requestHeaders } from "../request.ts";
 import {
   connectTimeout,
   frame,
@@ -123,7 +123,7 @@ function drained(stream: ServerHttp2Stream): Promise<void> {
 /** Builds the path over the server-streaming methods of the router's services. */
 export function createServerStreamPath(
   specs: ReadonlyMap<string, ServerStreamSpec>,
-  opts: { interceptors: Interceptor[]; readMaxBytes: number; shutdownSignal?: AbortSignal },
+  opts: { interceptors: Interceptor[]; readMaxBytes: number; shutdownSignal?: AbortSignal; admit?: Admit },
 ) {
   async function serve(
     stream: ServerHttp2Stream,
@@ -164,17 +164,28 @@ export function createServerStreamPath(
     const header = (name: string) => raw[name] as string | undefined;
     const timeout = protocol.timeout(header);
     if (timeout instanceof ConnectError) return finish(timeout, new Headers(), new Headers());
-    const body = await readBody(stream, opts.readMaxBytes + 5);
+    const peer = stream.session?.socket?.remoteAddress ?? "";
+    const path = raw[":path"] as string;
+    const denied = await admitThen(
+      opts.admit,
+      () => ({ path, header, peer }),
+      async (d) => d,
+    );
+    const body = denied ? undefined : await readBody(stream, opts.readMaxBytes + 5, budgetOf(stream.session));
     if (body === undefined) {
-      return finish(
-        connectErrorFor(
-          "RESOURCE_EXHAUSTED",
-          Code.ResourceExhausted,
-          `message is larger than the limit ${opts.readMaxBytes}`,
-        ),
+      finish(
+        denied ??
+          connectErrorFor(
+            "RESOURCE_EXHAUSTED",
+            Code.ResourceExhausted,
+            `message is larger than the limit ${opts.readMaxBytes}`,
+          ),
         new Headers(),
         new Headers(),
       );
+      // The rest of the body is never read: reset once the answer is out (RFC 9113 8.1).
+      stream.close(constants.NGHTTP2_NO_ERROR);
+      return;
     }
     const input = unframe(spec.method.input, body, opts.readMaxBytes);
     if (input instanceof ConnectError) return finish(input, new Headers(), new Headers());

@@ -12,7 +12,7 @@
  * path is covered by tests from grpc-js, connect-node (every protocol) and buf curl.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
+import { constants, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
 import {
   Code,
   ConnectError,
@@ -24,7 +24,7 @@ import {
 import { invokeUnaryImplementation } from "@connectrpc/connect/protocol";
 import { connectErrorFor } from "../../errors.ts";
 import { kClientAddress } from "../../interceptors/context.ts";
-import { readBody, requestHeaders } from "../request.ts";
+import { type Admit, admitThen, budgetOf, readBody, requestHeaders } from "../request.ts";
 import { detect, type UnaryProtocol, type WireResponse } from "./protocols.ts";
 
 /** A unary method the fast path may serve. */
@@ -40,6 +40,8 @@ export interface FastPathOptions {
    * reset when the connections close. The handler itself runs on; its result is dropped.
    */
   shutdownSignal?: AbortSignal;
+  /** Checked before a call's body is read (rate limits); its error is the answer. */
+  admit?: Admit;
 }
 
 // Passed to context.abort() when a call is over: a reason avoids constructing a DOMException per call.
@@ -134,10 +136,18 @@ export function createUnaryFastPath(specs: ReadonlyMap<string, UnarySpec>, opts:
         else stream.once("aborted", cancel);
         return () => stream.removeListener("aborted", cancel);
       };
-      const response = readBody(stream, bodyLimit).then((body) =>
-        body === undefined
-          ? protocol.failure(oversize(opts.readMaxBytes), new Headers())
-          : run(protocol, spec, raw, path, stream.session?.socket?.remoteAddress ?? "", body, onCancel, opts),
+      const peer = stream.session?.socket?.remoteAddress ?? "";
+      // Answered without reading the whole body (refused, or over the limit): the rest is reset, not read.
+      let unread = false;
+      const response = admitThen(
+        opts.admit,
+        () => ({ path, header: (n) => raw[n] as string | undefined, peer }),
+        async (denied) => {
+          const body = denied ? undefined : await readBody(stream, bodyLimit, budgetOf(stream.session));
+          if (body !== undefined) return run(protocol, spec, raw, path, peer, body, onCancel, opts);
+          unread = true;
+          return protocol.failure(denied ?? oversize(opts.readMaxBytes), new Headers());
+        },
       );
       serve(protocol, response, (res) => {
         if (stream.destroyed || stream.closed) return;
@@ -149,6 +159,9 @@ export function createUnaryFastPath(specs: ReadonlyMap<string, UnarySpec>, opts:
         );
         if (trailers) stream.once("wantTrailers", () => stream.sendTrailers(trailers));
         if (!ends) stream.end(res.body);
+        // RFC 9113 8.1: a response sent before the request is complete is followed by RST_STREAM(NO_ERROR),
+        // sent once the response is out, so the client stops sending.
+        if (unread) stream.close(constants.NGHTTP2_NO_ERROR);
       });
       return true;
     },
@@ -167,14 +180,22 @@ export function createUnaryFastPath(specs: ReadonlyMap<string, UnarySpec>, opts:
         res.once("close", onClose);
         return () => res.removeListener("close", onClose);
       };
-      const response = readBody(req, bodyLimit).then((body) =>
-        body === undefined
-          ? protocol.failure(oversize(opts.readMaxBytes), new Headers())
-          : run(protocol, spec, req.headers, path, req.socket.remoteAddress ?? "", body, onCancel, opts),
+      const peer = req.socket.remoteAddress ?? "";
+      let unread = false;
+      const response = admitThen(
+        opts.admit,
+        () => ({ path, header: (n) => req.headers[n] as string | undefined, peer }),
+        async (denied) => {
+          const body = denied ? undefined : await readBody(req, bodyLimit);
+          if (body !== undefined) return run(protocol, spec, req.headers, path, peer, body, onCancel, opts);
+          unread = true;
+          return protocol.failure(denied ?? oversize(opts.readMaxBytes), new Headers());
+        },
       );
       serve(protocol, response, (wire) => {
         if (res.destroyed) return;
-        res.writeHead(wire.status, wire.headers);
+        // The rest of an unread body is never read: the connection closes after the answer.
+        res.writeHead(wire.status, unread && !req.complete ? { ...wire.headers, connection: "close" } : wire.headers);
         res.end(wire.body);
       });
       return true;
