@@ -17,6 +17,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
 import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { connectErrorFor } from "../../errors.ts";
+import { strictUtf8 } from "../../interceptors/strings.ts";
 
 /** A response ready for the wire: HTTP status, headers, body, and HTTP trailers (gRPC only). */
 export interface WireResponse {
@@ -178,7 +179,7 @@ function connectUnary(json: boolean): UnaryProtocol {
       if (body.length > max) return tooLarge(body.length, max);
       try {
         return json
-          ? fromJson(desc, JSON.parse(body.toString("utf8")) as JsonValue, { ignoreUnknownFields: true })
+          ? fromJson(desc, JSON.parse(strictUtf8.decode(body)) as JsonValue, { ignoreUnknownFields: true })
           : fromBinary(desc, body);
       } catch {
         return undecodable();
