@@ -27,7 +27,7 @@ import { connectErrorFor } from "../errors.ts";
 import { kClientAddress } from "../interceptors/context.ts";
 import { kRefusal, refusedBody, refusingMethod, refusingService } from "./admission.ts";
 import { normaliseEdgeErrors } from "./edge-errors.ts";
-import { admitThen, budgetedBody, budgetOf } from "./request.ts";
+import { type Admit, admitThen, budgetedBody, budgetOf } from "./request.ts";
 import { createServerStreamPath, type ServerStreamSpec } from "./stream/server-stream.ts";
 import { createUnaryFastPath, type UnarySpec } from "./unary/fast-path.ts";
 import { connectJson, grpc, grpcWeb } from "./unary/protocols.ts";
@@ -49,11 +49,7 @@ export function createRpcHandler(
     interceptors: Interceptor[];
     readMaxBytes: number;
     /** Called for every RPC before its body is read; an error returned is the call's answer (the body is never read). */
-    admit?: (call: {
-      path: string;
-      header: (name: string) => string | undefined;
-      peer: string;
-    }) => ConnectError | undefined | Promise<ConnectError | undefined>;
+    admit?: Admit;
   },
   fastPath = true,
 ): {
