@@ -1,5 +1,5 @@
 /**
- * The change log's share of pruning (src/db/pruner.ts runs it): rows older than CHANGE_LOG_RETENTION are
+ * The change log's share of pruning (src/ops/pruner.ts runs it, from the list in src/ops/prune-statements.ts): rows older than CHANGE_LOG_RETENTION are
  * deleted, and the highest seq deleted is recorded, so a resume token at or below it can be told apart
  * (RESUME_TOKEN_EXPIRED) from one that is merely old.
  */
