@@ -79,6 +79,14 @@ describe("console errors", () => {
     );
   });
 
+  it("explain a password refused as too common, marking the password field", () => {
+    const why = explain(
+      serviceError("WEAK_PASSWORD", Code.InvalidArgument, [["password", "is one of the 10,000 most common passwords"]]),
+    );
+    expect(why.message).toContain("too common");
+    expect(why.fields.get("password")).toContain("most common");
+  });
+
   it("explain a service that could not be reached, naming it", () => {
     const why = explain(new ConnectError("Failed to fetch", Code.Unknown), "https://api.test");
     expect(why.reason).toBeUndefined();

@@ -42,6 +42,7 @@ const byReason: Record<string, (err: ConnectError) => string> = {
   PERMISSION_DENIED: () => "You are not allowed to do that. This console needs an administrator account.",
   USER_NOT_FOUND: () => "This user no longer exists.",
   EMAIL_TAKEN: () => "Another user already has this email address.",
+  WEAK_PASSWORD: () => "This password is too common (or is the email address). Please choose another.",
   ETAG_MISMATCH: () =>
     "This user was changed by someone else since you opened it. Reload to see their changes, then apply yours again.",
   // The service's message for these points at the position of the mistake, so it is worth showing.
