@@ -20,12 +20,11 @@ import { availableParallelism, cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import jwt from "jsonwebtoken";
 import pg from "pg";
 import { AuthService } from "../gen/auth/v1/auth_service_pb.js";
 import { UserService } from "../gen/user/v1/user_service_pb.js";
 import { startEmbeddedPostgres } from "../src/db/embedded-postgres.ts";
-import { BENCH_ADMIN, benchUserId, seed } from "./seed.ts";
+import { benchAdminToken, benchUserId, seed } from "./seed.ts";
 import { type ServerEnv, startServer } from "./servers.ts";
 
 const durationMs = Number(process.env.BENCH_DURATION ?? 10) * 1000;
@@ -125,16 +124,7 @@ try {
   };
   const server = await startServer("service", env);
   cleanups.unshift(() => server.stop());
-  const now = Math.floor(Date.now() / 1000);
-  const admin = jwt.sign(
-    { sub: BENCH_ADMIN.id, role: "ROLE_ADMIN", iat: now, exp: now + 3600, jti: randomUUID() },
-    env.JWT_SECRET,
-    {
-      algorithm: "HS256",
-      issuer: env.JWT_ISSUER,
-      audience: env.JWT_AUDIENCE,
-    },
-  );
+  const admin = benchAdminToken(env, 3600);
   const transport = createGrpcTransport({ baseUrl: server.origin });
   const auth = createClient(AuthService, transport);
   const users = createClient(UserService, transport);

@@ -12,18 +12,17 @@
  * `baseline-grpc,service-grpc`), BENCH_CPU_PROF (a directory: the servers run with --cpu-prof and write
  * one profile per load there, named <target>-round<N>.cpuprofile; see profile-summary.ts).
  */
-import { randomBytes, randomUUID } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import jwt from "jsonwebtoken";
 import { startEmbeddedPostgres } from "../src/db/embedded-postgres.ts";
 import { ensureH2load, runLoad } from "./h2load.ts";
 import { probe } from "./probe.ts";
 import { protocols, requestBody } from "./protocols.ts";
 import { type RunInfo, renderReport, type Sample, type Target } from "./report.ts";
 import { idBound, startRotatingBody } from "./rotating-body.ts";
-import { BENCH_ADMIN, benchUserId, seed } from "./seed.ts";
+import { benchAdminToken, benchUserId, seed } from "./seed.ts";
 import { gitCommit, repoRoot, type ServerEnv, type ServerProcess, startServer } from "./servers.ts";
 import { startVerifier } from "./verifier.ts";
 
@@ -91,16 +90,8 @@ async function main(): Promise<void> {
     JWT_AUDIENCE: process.env.JWT_AUDIENCE || "user-service",
     DB_POOL_MAX: "10",
   };
-  const now = Math.floor(Date.now() / 1000);
-  const token = jwt.sign(
-    { sub: BENCH_ADMIN.id, role: "ROLE_ADMIN", iat: now, exp: now + 12 * 3600, jti: randomUUID() },
-    env.JWT_SECRET,
-    {
-      algorithm: "HS256",
-      issuer: env.JWT_ISSUER,
-      audience: env.JWT_AUDIENCE,
-    },
-  );
+  const _now = Math.floor(Date.now() / 1000);
+  const token = benchAdminToken(env, 12 * 3600);
   const bound = idBound(users);
   const load = { connections: 50, streams: 10, warmupSeconds, durationSeconds };
 

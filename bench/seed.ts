@@ -8,6 +8,8 @@
  *
  * Usage: `node bench/seed.ts <DATABASE_URL> [N]` (or import `seed`). Seeding twice adds nothing.
  */
+import { randomUUID } from "node:crypto";
+import jwt from "jsonwebtoken";
 import pg from "pg";
 import { createOrm, migrate } from "../src/db/orm.ts";
 
@@ -21,6 +23,27 @@ export const ID_DIGITS = 12;
 export const BENCH_ADMIN = { id: `${ID_PREFIX}a00000000000`, email: "bench-admin@bench.example" } as const;
 
 /** The id of bench user `i`. */
+/**
+ * An access token for BENCH_ADMIN, as the service issues them (RFC 9068 `typ: at+jwt`, a session id `sid`),
+ * signed with the benchmark's secret: the benchmarks measure calls, not logins.
+ */
+export function benchAdminToken(
+  env: { JWT_SECRET: string; JWT_ISSUER: string; JWT_AUDIENCE: string },
+  ttlSeconds: number,
+): string {
+  const now = Math.floor(Date.now() / 1000);
+  return jwt.sign(
+    { sub: BENCH_ADMIN.id, role: "ROLE_ADMIN", iat: now, exp: now + ttlSeconds, jti: randomUUID(), sid: randomUUID() },
+    env.JWT_SECRET,
+    {
+      algorithm: "HS256",
+      header: { alg: "HS256", typ: "at+jwt" },
+      issuer: env.JWT_ISSUER,
+      audience: env.JWT_AUDIENCE,
+    },
+  );
+}
+
 export function benchUserId(i: number): string {
   return ID_PREFIX + String(i).padStart(ID_DIGITS, "0");
 }

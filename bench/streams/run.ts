@@ -24,7 +24,6 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { hash as argon2Hash } from "@node-rs/argon2";
-import jwt from "jsonwebtoken";
 import pg from "pg";
 import { ImportUsersRequestSchema, UserService } from "../../gen/user/v1/user_service_pb.js";
 import { startEmbeddedPostgres } from "../../src/db/embedded-postgres.ts";
@@ -40,7 +39,7 @@ import {
   toSql,
 } from "../../src/users/list/index.ts";
 import { userColumns } from "../../src/users/user.record.ts";
-import { BENCH_ADMIN } from "../seed.ts";
+import { benchAdminToken } from "../seed.ts";
 import { gitCommit, repoRoot, type ServerEnv, type ServerProcess, startServer } from "../servers.ts";
 import { copyFrom, copyText } from "./copy.ts";
 import { seedUsers } from "./seed.ts";
@@ -829,12 +828,7 @@ async function main(): Promise<void> {
     JWT_AUDIENCE: process.env.JWT_AUDIENCE || "user-service",
     DB_POOL_MAX: process.env.DB_POOL_MAX ?? "10",
   };
-  const now = Math.floor(Date.now() / 1000);
-  const token = jwt.sign(
-    { sub: BENCH_ADMIN.id, role: "ROLE_ADMIN", iat: now, exp: now + 12 * 3600, jti: randomUUID() },
-    env.JWT_SECRET,
-    { algorithm: "HS256", issuer: env.JWT_ISSUER, audience: env.JWT_AUDIENCE },
-  );
+  const token = benchAdminToken(env, 12 * 3600);
 
   const db = new pg.Client({ connectionString: databaseUrl });
   await db.connect();
