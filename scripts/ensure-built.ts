@@ -89,7 +89,7 @@ export async function ensureServerBuilt(opts: { force?: boolean } = {}): Promise
     const { build } = await import("rolldown");
     rmSync(SERVER_DIST, { recursive: true, force: true });
     await build({
-      input: { main: join(repo, "src/main.ts"), "hash-worker": join(repo, "src/auth/hash-worker.ts") },
+      input: { main: join(repo, "src/main.ts"), "hash-worker": join(repo, "src/passwords/hash-worker.ts") },
       platform: "node",
       external: EXTERNAL,
       logLevel: "warn",

@@ -6,14 +6,20 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { type AuthService, type Tokens, TokensSchema } from "../../gen/auth/v1/auth_service_pb.js";
-import { ServiceError } from "../errors.ts";
-import { kCaller, kClientAddress } from "../interceptors/context.ts";
+import { assertStrongPassword } from "../passwords/password-policy.ts";
+import {
+  hashPassword,
+  needsRehash,
+  reserveHashSlot,
+  verifyAgainstDummy,
+  verifyPassword,
+} from "../passwords/passwords.ts";
+import { kCaller, kClientAddress } from "../rpc/context.ts";
+import { ServiceError } from "../rpc/errors.ts";
 import type { UserRow } from "../users/user.entity.ts";
 import { toProtoUser } from "../users/user.mapper.ts";
 import type { UserRepository } from "../users/user.repository.ts";
 import type { LoginLockout } from "./lockout.ts";
-import { assertStrongPassword } from "./password-policy.ts";
-import { hashPassword, needsRehash, reserveHashSlot, verifyAgainstDummy, verifyPassword } from "./passwords.ts";
 import type { RevokedSessions } from "./revoked-sessions.ts";
 import type { IssuedSession, SessionClient, SessionRepository } from "./session.repository.ts";
 import { type AccessTokens, invalidToken } from "./tokens.ts";

@@ -6,7 +6,7 @@
  * a password change: revoked-sessions.ts). No database query on the hot path.
  */
 import { BoundedMap } from "../bounded-map.ts";
-import type { Caller } from "../interceptors/context.ts";
+import type { Caller } from "../rpc/context.ts";
 import type { UserCache, UserStatus } from "../users/user-cache.ts";
 import type { RevokedSessions } from "./revoked-sessions.ts";
 import { type AccessTokens, invalidToken, type TokenClaims } from "./tokens.ts";

@@ -14,7 +14,7 @@
  * known ones, so the lockout reveals nothing about which emails exist.
  */
 import type pg from "pg";
-import { ServiceError } from "../errors.ts";
+import { ServiceError } from "../rpc/errors.ts";
 
 const MAX_FAILURES = 5;
 const WINDOW_MS = 15 * 60_000;

@@ -7,7 +7,7 @@
  */
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import jwt from "jsonwebtoken";
-import { ServiceError } from "../errors.ts";
+import { ServiceError } from "../rpc/errors.ts";
 import type { SigningKeys } from "./signing-keys.ts";
 
 /** What signing and verifying need. */

@@ -5,8 +5,8 @@
 import { type DescMethod, getOption, hasOption } from "@bufbuild/protobuf";
 import type { Interceptor } from "@connectrpc/connect";
 import { type AccessPolicy, Audience, access } from "../../gen/authz/v1/authz_pb.js";
-import { ServiceError } from "../errors.ts";
-import { type Caller, kCaller } from "./context.ts";
+import { type Caller, kCaller } from "../rpc/context.ts";
+import { ServiceError } from "../rpc/errors.ts";
 
 /** Verifies a bearer token; throws ServiceError UNAUTHENTICATED when it is not good. */
 export type TokenVerifier = (token: string) => Promise<Caller> | Caller;

@@ -5,8 +5,8 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
-import { kCaller, kRequestId } from "./context.ts";
-import { codeName } from "./errors.ts";
+import { kCaller, kRequestId } from "../rpc/context.ts";
+import { codeName } from "../rpc/wire-error.ts";
 import { observeStream } from "./observe-stream.ts";
 
 /** The protocol of a call, from its content type. */

@@ -16,17 +16,19 @@
  */
 import { createHash } from "node:crypto";
 import type { DescService } from "@bufbuild/protobuf";
-import type { ConnectError, Interceptor } from "@connectrpc/connect";
+import type { Interceptor } from "@connectrpc/connect";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible";
 import { AuthService, type LoginRequest } from "../../gen/auth/v1/auth_service_pb.js";
 import { Audience } from "../../gen/authz/v1/authz_pb.js";
 import type { TrustedProxy } from "../config.ts";
-import { ServiceError, toConnectError } from "../errors.ts";
+import type { Admit, CallToAdmit } from "../rpc/admit.ts";
+import { kCaller } from "../rpc/context.ts";
+import { ServiceError } from "../rpc/errors.ts";
+import { toConnectError } from "../rpc/wire-error.ts";
 import { policyOf } from "./auth.ts";
 import { createClientAddress, rateLimitKey } from "./client-address.ts";
-import { kCaller } from "./context.ts";
 
 /** Rate limit settings (see the README's configuration table). */
 export interface RateLimitOptions {
@@ -49,17 +51,10 @@ export const limits = ["address", "login", "change_password"] as const;
 /** One of `limits`. */
 export type Limit = (typeof limits)[number];
 
-/** What `admit` sees of a call before its body is read (the shape createRpcHandler's `admit` option passes). */
-export interface AdmitCall {
-  path: string;
-  header: (name: string) => string | undefined;
-  peer: string;
-}
-
 /** The rate limits of one process. */
 export interface RateLimits {
   /** createRpcHandler's `admit`: the per-address limit of the public methods; RATE_LIMITED when exceeded. */
-  admit: (call: AdmitCall) => ConnectError | undefined | Promise<ConnectError | undefined>;
+  admit: Admit;
   /** The per-account limits; goes after the auth interceptor (ChangePassword needs the caller). */
   interceptor: Interceptor;
   /** With Redis: whether it is connected now (false: counting in memory); undefined without Redis. */
@@ -144,7 +139,7 @@ export async function createRateLimits(opts: RateLimitOptions): Promise<RateLimi
       s.methods.filter((m) => policyOf(m)?.audience === Audience.PUBLIC).map((m) => `/${s.typeName}/${m.name}`),
     ),
   );
-  const admit = (call: AdmitCall) => {
+  const admit = (call: CallToAdmit) => {
     if (!publicPaths.has(call.path)) return undefined;
     const key = rateLimitKey(clientAddress(call.peer, call.header("x-forwarded-for")));
     return exceeded("address", key).then((retryAfterMs) =>

@@ -7,16 +7,10 @@
  * end the stream. Before the declared rules, every string field is checked for what the database cannot
  * store (a NUL character, invalid UTF-8: see strings.ts), which no proto rule expresses.
  */
-import { pathToString } from "@bufbuild/protobuf/reflect";
-import { createValidator, type Validator, type Violation } from "@bufbuild/protovalidate";
+import { createValidator, type Validator } from "@bufbuild/protovalidate";
 import type { Interceptor } from "@connectrpc/connect";
-import { type FieldViolation, invalidArgument } from "../errors.ts";
-import { reportInvalidUtf8, stringViolations } from "./strings.ts";
-
-/** Converts protovalidate violations to our field violations. */
-export function toFieldViolations(violations: readonly Violation[]): FieldViolation[] {
-  return violations.map((v) => ({ field: pathToString(v.field), description: v.message }));
-}
+import { invalidArgument, toFieldViolations } from "../rpc/errors.ts";
+import { reportInvalidUtf8, stringViolations } from "../rpc/strings.ts";
 
 /** The interceptor; `validator` is shared with handlers that validate stream messages. */
 export function createValidationInterceptor(opts: { validator?: Validator } = {}): Interceptor {

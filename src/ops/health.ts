@@ -6,7 +6,7 @@
  */
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { type Health, HealthCheckResponse_ServingStatus as Status } from "../../gen/grpc/health/v1/health_pb.js";
-import { ServiceError } from "../errors.ts";
+import { ServiceError } from "../rpc/errors.ts";
 
 /** Resolves true while the service can do its work (the database answers). */
 export type HealthProbe = () => Promise<boolean>;

@@ -4,7 +4,7 @@
  * counts; process metrics (CPU, memory, event loop) are process-wide and collected once.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
-import type { HttpRoute } from "../server.ts";
+import type { HttpRoute } from "../transport/server.ts";
 
 /** Connections of the database pool, read at every scrape. */
 export interface PoolStats {

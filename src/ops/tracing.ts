@@ -35,7 +35,7 @@ export async function startTracing(config: TracingConfig, log: Logger): Promise<
       import("@opentelemetry/resources"),
       import("@opentelemetry/sdk-trace"),
       import("@opentelemetry/exporter-trace-otlp-proto"),
-      import("./tracing-interceptor.ts"),
+      import("../interceptors/tracing.ts"),
       import("./tracing-pg.ts"),
     ]);
 

@@ -17,21 +17,7 @@ import {
 } from "@connectrpc/connect/protocol-connect";
 import { findTrailerError, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { trailerFlag, trailerParse, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
-import { connectErrorFor } from "../errors.ts";
-import { codeName } from "../interceptors/errors.ts";
-
-const decodeFailure = /^(parse binary|parse json|cannot decode|invalid (utf-8|wire type)|premature eof)/i;
-
-/** The error the caller should see instead of `err`, or undefined when `err` is already fine. */
-export function normalise(err: ConnectError): ConnectError | undefined {
-  if (err.details.some((d) => "type" in d && d.type === "google.rpc.ErrorInfo")) return undefined;
-  if (err.code === Code.Internal && decodeFailure.test(err.rawMessage)) {
-    return connectErrorFor("INVALID_ARGUMENT", Code.InvalidArgument, "the request message could not be decoded");
-  }
-  const withInfo = connectErrorFor(codeName(err.code), err.code, err.rawMessage);
-  withInfo.details.push(...err.details);
-  return withInfo;
-}
+import { normalise } from "../rpc/wire-error.ts";
 
 async function* mapBody(body: AsyncIterable<Uint8Array>, map: (chunk: Uint8Array) => Uint8Array, after?: () => void) {
   for await (const chunk of body) yield map(chunk);

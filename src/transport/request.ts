@@ -9,6 +9,7 @@
 import type { Http2Session, IncomingHttpHeaders } from "node:http2";
 import type { Readable } from "node:stream";
 import { ConnectError } from "@connectrpc/connect";
+import type { Admit, CallToAdmit } from "../rpc/admit.ts";
 
 /** Request headers as a plain record (createHandlerContext builds its one Headers object from it). */
 export function requestHeaders(raw: IncomingHttpHeaders): Record<string, string> {
@@ -200,18 +201,6 @@ export async function* budgetedBody(
     budget.end(reader);
   }
 }
-
-/** A call as the admission check sees it: before its body is read. */
-export interface CallToAdmit {
-  /** `/package.Service/Method`. */
-  path: string;
-  header: (name: string) => string | undefined;
-  /** The TCP peer address. */
-  peer: string;
-}
-
-/** Called for every RPC before its body is read; an error returned is the call's answer (the body is never read). */
-export type Admit = (call: CallToAdmit) => ConnectError | undefined | Promise<ConnectError | undefined>;
 
 /**
  * Runs `admit` (when set) and then `next` with its verdict: at once when the check answers synchronously

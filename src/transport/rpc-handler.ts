@@ -23,11 +23,12 @@ import {
   universalRequestFromNodeRequest,
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
-import { connectErrorFor } from "../errors.ts";
-import { kClientAddress } from "../interceptors/context.ts";
+import type { Admit } from "../rpc/admit.ts";
+import { kClientAddress } from "../rpc/context.ts";
+import { connectErrorFor } from "../rpc/wire-error.ts";
 import { kRefusal, refusedBody, refusingMethod, refusingService } from "./admission.ts";
 import { normaliseEdgeErrors } from "./edge-errors.ts";
-import { type Admit, admitThen, budgetedBody, budgetOf } from "./request.ts";
+import { admitThen, budgetedBody, budgetOf } from "./request.ts";
 import { createServerStreamPath, type ServerStreamSpec } from "./stream/server-stream.ts";
 import { createUnaryFastPath, type UnarySpec } from "./unary/fast-path.ts";
 import { connectJson, grpc, grpcWeb } from "./unary/protocols.ts";

@@ -17,10 +17,10 @@ import {
   writeSync,
 } from "node:fs";
 import { join, resolve } from "node:path";
-import { weakPasswordProblem } from "../auth/password-policy.ts";
-import { hashPassword } from "../auth/passwords.ts";
 import { ConfigError } from "../config.ts";
-import { ServiceError } from "../errors.ts";
+import { weakPasswordProblem } from "../passwords/password-policy.ts";
+import { hashPassword } from "../passwords/passwords.ts";
+import { ServiceError } from "../rpc/errors.ts";
 import type { UserRepository } from "./user.repository.ts";
 
 /** The admin this start created: its email, and the file holding its password when it was generated. */

@@ -14,10 +14,10 @@ import {
   type ImportUsersRequest,
   ImportUsersRequestSchema,
 } from "../../gen/user/v1/user_service_pb.js";
-import { weakPasswordProblem } from "../auth/password-policy.ts";
-import { hashPasswords, hashProblem } from "../auth/passwords.ts";
-import { stringViolations } from "../interceptors/strings.ts";
-import { toFieldViolations } from "../interceptors/validation.ts";
+import { weakPasswordProblem } from "../passwords/password-policy.ts";
+import { hashPasswords, hashProblem } from "../passwords/passwords.ts";
+import { toFieldViolations } from "../rpc/errors.ts";
+import { stringViolations } from "../rpc/strings.ts";
 import { type ImportRow, insertImportBatch } from "./import.repository.ts";
 import { storedRole } from "./user.mapper.ts";
 

@@ -9,7 +9,7 @@ import type pg from "pg";
 import { revokeUserSessions } from "../auth/session.repository.ts";
 import { appendChange, type ChangeType, snapshotOf } from "../changes/change-log.ts";
 import type { Orm } from "../db/orm.ts";
-import { ServiceError } from "../errors.ts";
+import { ServiceError } from "../rpc/errors.ts";
 import { type StoredRole, UserEntity, type UserRow } from "./user.entity.ts";
 import { fromRecord, type UserRecord, userColumns } from "./user.record.ts";
 

@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { readFile, stat } from "node:fs/promises";
 import { extname, join, resolve } from "node:path";
 import { gzipSync } from "node:zlib";
-import type { HttpRoute } from "../server.ts";
+import type { HttpRoute } from "../transport/server.ts";
 
 /** Where the console is built to: web/dist of this checkout. */
 export const WEB_DIST = resolve(import.meta.dirname, "../../web/dist");

@@ -333,7 +333,7 @@ beforeAll(async () => {
   grpcjs = grpcJs(server.port);
   admin = await adminToken(server.url);
   member = await createMember(server.url, admin, { prefix: "fuzz", labels: { team: "blue" } });
-  const { hashPassword } = await import("../../src/auth/passwords.ts");
+  const { hashPassword } = await import("../../src/passwords/passwords.ts");
   ctx = { userIds: [member.user.id, randomUUID()], argonHash: await hashPassword("fuzz-imported-password") };
 }, 60_000);
 afterAll(async () => {

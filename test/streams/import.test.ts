@@ -1,7 +1,7 @@
 import { hash as bcryptHash } from "@node-rs/bcrypt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ImportUsersRequest } from "../../gen/user/v1/user_service_pb.js";
-import { hashPassword } from "../../src/auth/passwords.ts";
+import { hashPassword } from "../../src/passwords/passwords.ts";
 import { type Clients, clients, failure, type TransportName } from "../helpers/clients.ts";
 import { query } from "../helpers/database.ts";
 import { ADMIN, startTestServer, type TestServer } from "../helpers/server.ts";

@@ -15,9 +15,9 @@ import { Code, type ConnectError, type ConnectRouter, createClient } from "@conn
 import { compressionGzip, createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { GetUserRequestSchema, UserService } from "../../gen/user/v1/user_service_pb.js";
-import { connectErrorFor } from "../../src/errors.ts";
-import { type ListeningServer, listen } from "../../src/server.ts";
+import { connectErrorFor } from "../../src/rpc/wire-error.ts";
 import { createRpcHandler } from "../../src/transport/rpc-handler.ts";
+import { type ListeningServer, listen } from "../../src/transport/server.ts";
 
 const READ_MAX = 64 * 1024;
 const ran = { getUser: 0, watchUsers: 0, importUsers: 0 };

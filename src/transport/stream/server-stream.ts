@@ -20,10 +20,10 @@ import {
 } from "@connectrpc/connect";
 import { createAsyncIterable, transformInvokeImplementation } from "@connectrpc/connect/protocol";
 import { endStreamFlag, endStreamToJson } from "@connectrpc/connect/protocol-connect";
-import { connectErrorFor } from "../../errors.ts";
-import { kClientAddress } from "../../interceptors/context.ts";
-import { withErrorInfo } from "../../interceptors/errors.ts";
-import { type Admit, admitThen, budgetOf, readBody, requestHeaders } from "../request.ts";
+import type { Admit } from "../../rpc/admit.ts";
+import { kClientAddress } from "../../rpc/context.ts";
+import { connectErrorFor, withErrorInfo } from "../../rpc/wire-error.ts";
+import { admitThen, budgetOf, readBody, requestHeaders } from "../request.ts";
 import {
   connectTimeout,
   frame,

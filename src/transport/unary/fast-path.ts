@@ -22,9 +22,10 @@ import {
   type MethodImplSpec,
 } from "@connectrpc/connect";
 import { invokeUnaryImplementation } from "@connectrpc/connect/protocol";
-import { connectErrorFor } from "../../errors.ts";
-import { kClientAddress } from "../../interceptors/context.ts";
-import { type Admit, admitThen, budgetOf, readBody, requestHeaders } from "../request.ts";
+import type { Admit } from "../../rpc/admit.ts";
+import { kClientAddress } from "../../rpc/context.ts";
+import { connectErrorFor } from "../../rpc/wire-error.ts";
+import { admitThen, budgetOf, readBody, requestHeaders } from "../request.ts";
 import { detect, type UnaryProtocol, type WireResponse } from "./protocols.ts";
 
 /** A unary method the fast path may serve. */

@@ -16,8 +16,8 @@ import {
 import { Code, ConnectError } from "@connectrpc/connect";
 import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
 import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
-import { connectErrorFor } from "../../errors.ts";
-import { strictUtf8 } from "../../interceptors/strings.ts";
+import { strictUtf8 } from "../../rpc/strict-utf8.ts";
+import { connectErrorFor } from "../../rpc/wire-error.ts";
 
 /** A response ready for the wire: HTTP status, headers, body, and HTTP trailers (gRPC only). */
 export interface WireResponse {

@@ -3,7 +3,7 @@
  * reason, so the errors interceptor turns it into INVALID_ARGUMENT + ErrorInfo with no mapping code in the
  * handlers; the message is written for the caller and never contains SQL.
  */
-import { ServiceError } from "../../errors.ts";
+import { ServiceError } from "../../rpc/errors.ts";
 
 /** A filter outside the contract's AIP-160 subset; `position` is the 0-based offset it points at. */
 export class FilterError extends ServiceError {

@@ -2,7 +2,7 @@
  * WatchUsers resume tokens: opaque to callers, they carry the change-log seq of the last change the
  * watcher has seen (or skipped because its filter did not match).
  */
-import { invalidArgument } from "../../errors.ts";
+import { invalidArgument } from "../../rpc/errors.ts";
 
 const PREFIX = "c1.";
 

@@ -22,8 +22,8 @@ import type { ChangeEvent, ChangeFeed } from "../../changes/change-feed.ts";
 import { readChangesSince } from "../../changes/change-feed.ts";
 import type { UserSnapshot } from "../../changes/change-log.ts";
 import { prunedSeq } from "../../changes/change-pruner.ts";
-import { ServiceError } from "../../errors.ts";
-import { kCaller } from "../../interceptors/context.ts";
+import { kCaller } from "../../rpc/context.ts";
+import { ServiceError } from "../../rpc/errors.ts";
 import {
   type Cursor,
   cursorFromRow,

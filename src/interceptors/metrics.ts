@@ -3,10 +3,10 @@
  * (after the errors interceptor has mapped it) and the time spent in every other interceptor.
  */
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { codeName } from "../interceptors/errors.ts";
-import { protocolOf } from "../interceptors/logging.ts";
-import { observeStream } from "../interceptors/observe-stream.ts";
-import type { Metrics } from "./metrics.ts";
+import type { Metrics } from "../ops/metrics.ts";
+import { codeName } from "../rpc/wire-error.ts";
+import { protocolOf } from "./logging.ts";
+import { observeStream } from "./observe-stream.ts";
 
 const codeOf = (err: unknown) => (err === undefined ? "OK" : codeName(ConnectError.from(err).code));
 

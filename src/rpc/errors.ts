@@ -1,12 +1,12 @@
 /**
  * Domain errors and the one table that maps them to status codes and ErrorInfo reasons. Features throw
- * ServiceError; the errors interceptor (src/interceptors/errors.ts) turns everything into a ConnectError
- * with an ErrorInfo detail, so callers always get a reason they can switch on.
+ * ServiceError; wire-error.ts turns everything into a ConnectError with an ErrorInfo detail (the errors
+ * interceptor for calls that reach a handler, the transport for those that do not), so callers always get
+ * a reason they can switch on.
  */
-import { create } from "@bufbuild/protobuf";
-import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
-import { BadRequestSchema, ErrorInfoSchema, RetryInfoSchema } from "../gen/google/rpc/error_details_pb.js";
+import { pathToString } from "@bufbuild/protobuf/reflect";
+import type { Violation } from "@bufbuild/protovalidate";
+import { Code } from "@connectrpc/connect";
 
 /** The ErrorInfo domain of every error this service returns. */
 export const ERROR_DOMAIN = "user-service.example.com";
@@ -60,34 +60,7 @@ export function invalidArgument(violations: FieldViolation[]): ServiceError {
   return new ServiceError("INVALID_ARGUMENT", `invalid request: ${summary}`, { violations });
 }
 
-/** Builds the wire error for a reason: status code, message, ErrorInfo and the details that go with it. */
-export function connectErrorFor(
-  reason: Reason | string,
-  code: Code,
-  message: string,
-  opts: { violations?: readonly FieldViolation[]; retryAfterMs?: number; metadata?: Record<string, string> } = {},
-): ConnectError {
-  const details: NonNullable<ConstructorParameters<typeof ConnectError>[3]> = [
-    { desc: ErrorInfoSchema, value: { reason, domain: ERROR_DOMAIN, metadata: opts.metadata ?? {} } },
-  ];
-  if (opts.violations && opts.violations.length > 0) {
-    details.push({
-      desc: BadRequestSchema,
-      value: create(BadRequestSchema, {
-        fieldViolations: opts.violations.map((v) => ({ field: v.field, description: v.description })),
-      }),
-    });
-  }
-  if (opts.retryAfterMs !== undefined) {
-    details.push({ desc: RetryInfoSchema, value: { retryDelay: durationFromMs(opts.retryAfterMs) } });
-  }
-  return new ConnectError(message, code, undefined, details);
-}
-
-/** The wire form of a ServiceError. */
-export function toConnectError(err: ServiceError): ConnectError {
-  return connectErrorFor(err.reason, reasons[err.reason], err.message, {
-    violations: err.violations,
-    retryAfterMs: err.retryAfterMs,
-  });
+/** Converts protovalidate violations to our field violations. */
+export function toFieldViolations(violations: readonly Violation[]): FieldViolation[] {
+  return violations.map((v) => ({ field: pathToString(v.field), description: v.message }));
 }

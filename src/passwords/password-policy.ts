@@ -12,7 +12,7 @@
  */
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { ServiceError } from "../errors.ts";
+import { ServiceError } from "../rpc/errors.ts";
 
 /** How many of the ranked list's passwords are refused. */
 export const COMMON_PASSWORD_COUNT = 10_000;

@@ -8,9 +8,9 @@ import { readFileSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2Session, IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
-import { createCors } from "./transport/cors.ts";
-import { createListener, type ListenerLimits } from "./transport/listener.ts";
-import type { RpcHandler } from "./transport/rpc-handler.ts";
+import { createCors } from "./cors.ts";
+import { createListener, type ListenerLimits } from "./listener.ts";
+import type { RpcHandler } from "./rpc-handler.ts";
 
 // HTTP/2 compat requests and responses are used through their HTTP/1.1-shaped API.
 type Req = IncomingMessage | Http2ServerRequest;

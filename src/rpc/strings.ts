@@ -12,7 +12,7 @@
 import { type DescField, type DescMessage, isMessage, ScalarType } from "@bufbuild/protobuf";
 import { configureTextEncoding, getTextEncoding } from "@bufbuild/protobuf/wire";
 import { isWrapperDesc } from "@bufbuild/protobuf/wkt";
-import type { FieldViolation } from "../errors.ts";
+import type { FieldViolation } from "./errors.ts";
 
 /** How one field is walked. Nested plans are looked up when walked, so recursive types plan fine. */
 type Step =
@@ -252,11 +252,3 @@ export function reportInvalidUtf8(): void {
     },
   });
 }
-
-/**
- * Decodes a JSON request body, refusing invalid UTF-8 (which RFC 8259 forbids in JSON text) instead of
- * turning it into U+FFFD, which the string check could not tell from a real one. A JSON body holding it is
- * therefore INVALID_ARGUMENT as a whole (undecodable), without a field path: in JSON text the bytes may sit
- * anywhere, a field name included. For connect-node's `jsonOptions.textDecoder` and the unary fast path.
- */
-export const strictUtf8 = new TextDecoder("utf-8", { fatal: true });

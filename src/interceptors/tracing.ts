@@ -17,7 +17,7 @@ import {
   type Tracer,
   trace,
 } from "@opentelemetry/api";
-import { protocolOf } from "../interceptors/logging.ts";
+import { protocolOf } from "./logging.ts";
 
 const fromHeaders: TextMapGetter<Headers> = {
   keys: (headers) => [...headers.keys()],

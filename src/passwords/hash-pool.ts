@@ -13,7 +13,7 @@
  */
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
-import { ServiceError } from "../errors.ts";
+import { ServiceError } from "../rpc/errors.ts";
 
 /** What a worker is asked to do. */
 export type HashJob =
