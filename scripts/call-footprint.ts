@@ -4,7 +4,7 @@
  * Usage: `node scripts/node24.mjs scripts/call-footprint.ts [--root <dir>]` (root: the checkout whose src/
  * is measured, by default the one this script lives in; e.g. a git worktree of an older commit).
  *
- * Method. The service (`<root>/src/app.ts`) is started in this process on port 0, with an embedded
+ * Method. The service (`<root>/src/app/start-app.ts`, `src/app.ts` before ADR 0014) is started in this process on port 0, with an embedded
  * PostgreSQL in a temporary DATA_DIR and logging off, and the bootstrap admin logs in. V8's precise coverage
  * (node:inspector, `Profiler.startPreciseCoverage({ callCount: true, detailed: true })`) counts every function
  * execution. Each measured call is first made WARMUP times (lazy imports, caches and pooled connections are
@@ -22,12 +22,12 @@
  * the same stream with one UpdateUser (of the admin's display name, by another gRPC client) in it, up to the
  * UPDATED event and cancel; and that UpdateUser alone, so the reader can tell which files the update brings.
  */
-import { mkdtempSync, readdirSync, realpathSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, realpathSync, rmSync } from "node:fs";
 import { Session } from "node:inspector/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
+import { createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { AuthService } from "../gen/auth/v1/auth_service_pb.js";
 import { UserService, WatchEventType } from "../gen/user/v1/user_service_pb.js";
@@ -38,13 +38,17 @@ const SETTLE_MS = 50;
 const ADMIN = { email: "admin@example.com", password: "footprint-admin-password" };
 
 const rootArg = process.argv.indexOf("--root");
-const root = realpathSync(rootArg > 0 ? process.argv[rootArg + 1] : join(dirname(fileURLToPath(import.meta.url)), ".."));
+const root = realpathSync(
+  rootArg > 0 ? process.argv[rootArg + 1] : join(dirname(fileURLToPath(import.meta.url)), ".."),
+);
 const srcDir = join(root, "src");
 const srcUrl = `${pathToFileURL(srcDir).href}/`;
 
 // Computed paths: the type-checker sees this checkout's modules, the run loads the root's.
 const load = (path: string) => import(pathToFileURL(join(root, path)).href);
-const { startApp } = (await load("src/app.ts")) as typeof import("../src/app.ts");
+// The composition root moved to src/app/start-app.ts in the layering step (ADR 0014); older checkouts have src/app.ts.
+const appModule = existsSync(join(root, "src/app/start-app.ts")) ? "src/app/start-app.ts" : "src/app.ts";
+const { startApp } = (await load(appModule)) as typeof import("../src/app/start-app.ts");
 const { loadConfig } = (await load("src/config.ts")) as typeof import("../src/config.ts");
 const { createLogger } = (await load("src/logger.ts")) as typeof import("../src/logger.ts");
 
@@ -78,7 +82,7 @@ const login = await createClient(AuthService, createGrpcTransport({ baseUrl: app
 const token = login.tokens?.accessToken ?? "";
 const adminId = login.user?.id ?? "";
 const interceptors = [bearer(token)];
-const grpc: Client<typeof UserService> = createClient(UserService, createGrpcTransport({ baseUrl: app.url, interceptors }));
+const grpc = createClient(UserService, createGrpcTransport({ baseUrl: app.url, interceptors }));
 // A second client (its own HTTP/2 connection) makes the updates a watcher sees.
 const updater = createClient(UserService, createGrpcTransport({ baseUrl: app.url, interceptors }));
 const connectJson = createClient(
@@ -96,10 +100,7 @@ const updateUser = () =>
 /** Opens WatchUsers on the admin, waits for INITIAL and SYNCED (then, with `update`, for its UPDATED), cancels. */
 async function watchUsers(update: boolean): Promise<void> {
   const abort = new AbortController();
-  const stream = grpc.watchUsers(
-    { sendInitial: true, filter: `email = "${ADMIN.email}"` },
-    { signal: abort.signal },
-  );
+  const stream = grpc.watchUsers({ sendInitial: true, filter: `email = "${ADMIN.email}"` }, { signal: abort.signal });
   const expected = [WatchEventType.INITIAL, WatchEventType.SYNCED, ...(update ? [WatchEventType.UPDATED] : [])];
   try {
     for await (const event of stream) {

@@ -3,7 +3,7 @@
  * configuration value stops start-up with one line naming the variable.
  */
 import { existsSync } from "node:fs";
-import { startApp } from "./app.ts";
+import { startApp } from "./app/start-app.ts";
 import { ConfigError, loadConfig } from "./config.ts";
 
 if (existsSync(".env")) process.loadEnvFile(".env");

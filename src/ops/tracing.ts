@@ -2,18 +2,20 @@
  * OpenTelemetry tracing, switched on by configuration: a server span per RPC (child of the caller's span
  * when the call carries a W3C `traceparent`), a span per database query inside it, exported in batches over
  * OTLP/HTTP (protobuf). Every OpenTelemetry package is imported here, dynamically, and only by
- * `startTracing`: a service without an OTLP endpoint loads none of them, patches nothing and adds no
- * interceptor, so tracing that is off costs nothing at all.
+ * `startTracing` (and the tracing interceptor, which the app imports only when tracing is on): a service
+ * without an OTLP endpoint loads none of them, patches nothing and adds no interceptor, so tracing that is
+ * off costs nothing at all.
  */
 import { hostname } from "node:os";
-import type { Interceptor } from "@connectrpc/connect";
+import type { TextMapPropagator, Tracer } from "@opentelemetry/api";
 import type { Logger } from "pino";
 import type { TracingConfig } from "../config.ts";
 
 /** A running tracer. */
 export interface Tracing {
-  /** Opens the span of each call; it goes first in the interceptor chain, so the span covers all the rest. */
-  readonly interceptor: Interceptor;
+  /** The tracer and the W3C propagator the server span of each call uses (src/interceptors/tracing.ts). */
+  readonly tracer: Tracer;
+  readonly propagator: TextMapPropagator;
   /** Sends the spans still buffered (for at most `timeoutMs`, default 1 s) and unregisters the tracer. */
   shutdown(timeoutMs?: number): Promise<void>;
 }
@@ -27,7 +29,7 @@ export function tracingActive(): boolean {
 
 /** Starts the tracer provider, the exporter and the database instrumentation. */
 export async function startTracing(config: TracingConfig, log: Logger): Promise<Tracing> {
-  const [api, { AsyncLocalStorageContextManager }, { W3CTraceContextPropagator }, resources, sdk, otlp, rpc, db] =
+  const [api, { AsyncLocalStorageContextManager }, { W3CTraceContextPropagator }, resources, sdk, otlp, db] =
     await Promise.all([
       import("@opentelemetry/api"),
       import("@opentelemetry/context-async-hooks"),
@@ -35,7 +37,6 @@ export async function startTracing(config: TracingConfig, log: Logger): Promise<
       import("@opentelemetry/resources"),
       import("@opentelemetry/sdk-trace"),
       import("@opentelemetry/exporter-trace-otlp-proto"),
-      import("../interceptors/tracing.ts"),
       import("./tracing-pg.ts"),
     ]);
 
@@ -79,7 +80,8 @@ export async function startTracing(config: TracingConfig, log: Logger): Promise<
   const tracer = provider.getTracer("user-service");
   let stopped: Promise<void> | undefined;
   return {
-    interceptor: rpc.createTracingInterceptor(tracer, new W3CTraceContextPropagator()),
+    tracer,
+    propagator: new W3CTraceContextPropagator(),
     shutdown(timeoutMs = 1000) {
       stopped ??= (async () => {
         running--;

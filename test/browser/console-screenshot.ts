@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Role, UserState } from "../../gen/user/v1/user_pb.js";
 import { ensureWebBuilt } from "../../scripts/ensure-built.ts";
-import { startApp } from "../../src/app.ts";
+import { startApp } from "../../src/app/start-app.ts";
 import { loadConfig } from "../../src/config.ts";
 import { createLogger } from "../../src/logger.ts";
 import { clients } from "../helpers/clients.ts";

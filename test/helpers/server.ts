@@ -1,9 +1,9 @@
 /**
- * Starts the real service (src/app.ts) on port 0 against a fresh database, with its log lines captured so
+ * Starts the real service (src/app/start-app.ts) on port 0 against a fresh database, with its log lines captured so
  * tests can assert on them, and logs in the bootstrap admin.
  */
 import { Writable } from "node:stream";
-import { type App, startApp } from "../../src/app.ts";
+import { type App, startApp } from "../../src/app/start-app.ts";
 import { loadConfig } from "../../src/config.ts";
 import { createLogger } from "../../src/logger.ts";
 import { createTestDatabase } from "./database.ts";

@@ -1,0 +1,154 @@
+/**
+ * The features over an open database: the change feed, users (store, cache, list queries, the change
+ * watch), sessions and tokens, and the services that expose them. Built in dependency order; every part
+ * that holds a connection or a timer is pushed on `releases`.
+ */
+import { createHmac, randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type { Validator } from "@bufbuild/protovalidate";
+import type { ConnectRouter } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import { AuthService } from "../../gen/auth/v1/auth_service_pb.js";
+import { UserService } from "../../gen/user/v1/user_service_pb.js";
+import { createAuthService } from "../auth/auth.service.ts";
+import { createCallerVerifier } from "../auth/caller-verifier.ts";
+import { createLoginLockout } from "../auth/lockout.ts";
+import { createRevokedSessions } from "../auth/revoked-sessions.ts";
+import { createSessionRepository } from "../auth/session.repository.ts";
+import { asymmetricKeys, type SigningKeys, symmetricKeys } from "../auth/signing-keys.ts";
+import { createAccessTokens } from "../auth/tokens.ts";
+import { type ChangeFeed, createChangeFeed } from "../changes/change-feed.ts";
+import type { Config } from "../config.ts";
+import type { TokenVerifier } from "../interceptors/auth.ts";
+import type { Metrics } from "../ops/metrics.ts";
+import { configurePasswordHashing, hashQueueLength } from "../passwords/passwords.ts";
+import { ensureAdmin } from "../users/admin-bootstrap.ts";
+import { createUserRepository } from "../users/user.repository.ts";
+import { createUserService } from "../users/user.service.ts";
+import { createUserCache } from "../users/user-cache.ts";
+import { createUserQueries } from "../users/user-queries.ts";
+import { createWatchUsers } from "../users/watch/watch-users.ts";
+import type { Database } from "./database.ts";
+import type { Releases } from "./releases.ts";
+
+/** The features of a running service, as the server assembly needs them. */
+export interface Features {
+  readonly feed: ChangeFeed;
+  readonly signingKeys: SigningKeys;
+  /** Verifies a bearer token (the auth interceptor's check). */
+  readonly verifyCaller: TokenVerifier;
+  /** Registers the user and auth services on a router. */
+  routes(router: ConnectRouter): void;
+  /** Loads users into memory before the server listens; returns how many. */
+  warm(): Promise<number>;
+}
+
+/** Reads JWT_SECRET, or outside production generates one and keeps it under DATA_DIR. */
+function jwtSecretFor(config: Config): string {
+  if (config.jwtSecret) return config.jwtSecret;
+  const file = join(resolve(config.dataDir), "jwt-secret");
+  if (!existsSync(file)) {
+    mkdirSync(resolve(config.dataDir), { recursive: true });
+    writeFileSync(file, randomBytes(48).toString("base64url"), { mode: 0o600 });
+  }
+  return readFileSync(file, "utf8").trim();
+}
+
+export async function startFeatures(
+  config: Config,
+  deps: { log: Logger; db: Database; metrics: Metrics; validator: Validator; releases: Releases },
+): Promise<Features> {
+  const { log, db, metrics, releases } = deps;
+  const { orm, pool } = db;
+  const feed = createChangeFeed({ url: db.url, log });
+  releases.push("change feed", () => feed.close());
+  await feed.start();
+
+  let forget: (id: string) => void = () => {};
+  const users = createUserRepository(orm, pool, {
+    onWrite: (row) => {
+      forget(row.id);
+      void feed.poke();
+    },
+  });
+  const cache = createUserCache({ load: users.findById, isCurrent: feed.isCurrent, max: config.userCacheSize });
+  forget = cache.forget;
+  feed.subscribe(cache.apply);
+  metrics.registerGauge("user_cache_entries", "Users held in the in-memory user cache.", cache.size);
+
+  const sessions = createSessionRepository(orm, config);
+  // Revoked sessions, for as long as their access tokens can live (plus a margin: ADR 0013).
+  const revokedSessions = createRevokedSessions({ pool, keepMs: config.accessTokenTtlMs + 5_000, log });
+  await revokedSessions.start();
+  releases.push("revoked sessions", async () => revokedSessions.close());
+
+  // HS256 with the shared secret unless a private key is configured (then no secret is read or generated).
+  const signingKeys = config.jwtPrivateKey
+    ? asymmetricKeys(config.jwtPrivateKey, config.jwtPreviousPublicKeys)
+    : symmetricKeys(jwtSecretFor(config));
+  // Keys for other purposes (page tokens) derive from the token key material, so replicas agree on them.
+  const derivedKey = (purpose: string) =>
+    createHmac("sha256", config.jwtPrivateKey?.export({ format: "der", type: "pkcs8" }) ?? jwtSecretFor(config))
+      .update(purpose)
+      .digest("base64url");
+  const accessTokens = createAccessTokens({
+    keys: signingKeys,
+    issuer: config.jwtIssuer,
+    audience: config.jwtAudience,
+    accessTokenTtlMs: config.accessTokenTtlMs,
+  });
+
+  configurePasswordHashing({
+    maxWaiting: config.hashQueueMax,
+    onCostlyHash: (algorithm, cost) =>
+      log.warn({ algorithm, cost }, "a stored password hash costs more than is verified; set a new password"),
+  });
+  metrics.registerGauge("password_hash_queue", "Password hashes waiting for a hashing thread.", hashQueueLength);
+  const admin = await ensureAdmin(users, {
+    email: config.adminEmail,
+    password: config.adminPassword,
+    dataDir: config.dataDir,
+  });
+  // The generated password itself is never logged: the file holding it is named instead.
+  if (admin?.passwordFile) log.warn(admin, `created admin ${admin.email}; its password is in ${admin.passwordFile}`);
+  else if (admin) log.info({ email: admin.email }, "created admin");
+
+  return {
+    feed,
+    signingKeys,
+    verifyCaller: createCallerVerifier({ accessTokens, cache, revokedSessions }),
+    routes(router) {
+      router.service(
+        UserService,
+        createUserService({
+          users,
+          cache,
+          pool,
+          validator: deps.validator,
+          queries: createUserQueries({ pool, pageTokenKey: derivedKey("page-tokens") }),
+          watch: createWatchUsers({
+            feed,
+            pool,
+            cache,
+            revokedSessions,
+            heartbeatMs: config.watchHeartbeatMs,
+            maxBacklog: config.watchMaxBacklog,
+          }),
+        }),
+      );
+      router.service(
+        AuthService,
+        createAuthService({
+          users,
+          sessions,
+          accessTokens,
+          lockout: createLoginLockout(pool),
+          revokedSessions,
+          allowSignup: config.allowSignup,
+        }),
+      );
+    },
+    warm: () => cache.warm(pool),
+  };
+}
