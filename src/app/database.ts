@@ -5,10 +5,13 @@
 
 import type pg from "pg";
 import type { Logger } from "pino";
+import { RefreshTokenEntity } from "../auth/refresh-token.entity.ts";
+import { SessionEntity } from "../auth/session.entity.ts";
 import type { Config } from "../config.ts";
 import { startEmbeddedPostgres } from "../db/embedded-postgres.ts";
 import { createOrm, migrate, migrationsApplied, type Orm } from "../db/orm.ts";
 import { createPgPool } from "../db/pool.ts";
+import { UserEntity } from "../users/user.entity.ts";
 import { type Releases, withTimeout } from "./releases.ts";
 
 /** An open, migrated database. */
@@ -25,7 +28,7 @@ export async function openDatabase(config: Config, log: Logger, releases: Releas
   // Left running, the embedded PostgreSQL would hold its port and data directory: it gets longer to stop.
   if (embedded) releases.push("embedded PostgreSQL", () => embedded.stop(), 120_000);
   const url = config.databaseUrl ?? (embedded?.url as string);
-  const orm = await createOrm(url, config.dbPoolMax);
+  const orm = await createOrm(url, config.dbPoolMax, [UserEntity, RefreshTokenEntity, SessionEntity]);
   releases.push("ORM pool", () => orm.close(true));
   const applied = await migrate(orm);
   if (applied.length > 0) log.info({ migrations: applied }, "migrations applied");

@@ -13,11 +13,11 @@ import type { Orm } from "../db/orm.ts";
 import { createLogger } from "../logger.ts";
 import { startHealth } from "../ops/health.ts";
 import { createMetrics, pgPoolStats } from "../ops/metrics.ts";
-import { pruneStatements } from "../ops/prune-statements.ts";
 import { startPruner } from "../ops/pruner.ts";
 import { startTracing } from "../ops/tracing.ts";
 import { openDatabase } from "./database.ts";
 import { startFeatures } from "./features.ts";
+import { pruneStatements } from "./prune-statements.ts";
 import { createReleases } from "./releases.ts";
 import { startServer } from "./server.ts";
 

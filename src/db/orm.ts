@@ -1,13 +1,11 @@
 /**
- * Builds the MikroORM instance: entities, the committed migrations (listed explicitly, so nothing depends on
- * a glob or a build step) and the connection pool.
+ * Builds the MikroORM instance: the committed migrations (listed explicitly, so nothing depends on a glob or
+ * a build step), the connection pool, and the entities the features define (passed in by the app: the
+ * database layer knows the schema through its migrations, not the features' types).
  */
 import { Migrator } from "@mikro-orm/migrations";
-import { MikroORM } from "@mikro-orm/postgresql";
+import { type EntitySchema, MikroORM } from "@mikro-orm/postgresql";
 import pg from "pg";
-import { RefreshTokenEntity } from "../auth/refresh-token.entity.ts";
-import { SessionEntity } from "../auth/session.entity.ts";
-import { UserEntity } from "../users/user.entity.ts";
 import { Migration20261122000000 } from "./migrations/Migration20261122000000.ts";
 import { Migration20261122000100 } from "./migrations/Migration20261122000100.ts";
 import { Migration20261122000200 } from "./migrations/Migration20261122000200.ts";
@@ -31,11 +29,12 @@ const migrations = [
   { name: "Migration20261205000900", class: Migration20261205000900 },
 ];
 
-/** Connects to PostgreSQL; does not migrate (see `migrate`). */
-export async function createOrm(url: string, poolMax: number): Promise<Orm> {
+/** Connects to PostgreSQL; does not migrate (see `migrate`). Without entities it can only migrate. */
+export async function createOrm(url: string, poolMax: number, entities: readonly EntitySchema[] = []): Promise<Orm> {
   return MikroORM.init({
     clientUrl: url,
-    entities: [UserEntity, RefreshTokenEntity, SessionEntity],
+    entities: [...entities],
+    discovery: { warnWhenNoEntities: false },
     extensions: [Migrator],
     migrations: {
       path: "src/db/migrations",

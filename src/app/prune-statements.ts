@@ -4,7 +4,7 @@
  * a row updated meanwhile (a login failure counted again) has a new version, which is left alone.
  */
 import { changeLogPrune } from "../changes/change-pruner.ts";
-import type { PruneStatement } from "./pruner.ts";
+import type { PruneStatement } from "../ops/pruner.ts";
 
 /** Deletes at most $1 rows of `table` matching `where`, in one statement. */
 function batchOf(table: string, where: string, values: unknown[] = []): PruneStatement {
