@@ -7,14 +7,8 @@ import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { kCaller, kRequestId } from "../rpc/context.ts";
 import { codeName } from "../rpc/wire-error.ts";
+import { protocolOf } from "../transport/protocols/detect.ts";
 import { observeStream } from "./observe-stream.ts";
-
-/** The protocol of a call, from its content type. */
-export function protocolOf(contentType: string | null): "grpc" | "grpc-web" | "connect" {
-  if (contentType?.startsWith("application/grpc-web")) return "grpc-web";
-  if (contentType?.startsWith("application/grpc")) return "grpc";
-  return "connect";
-}
 
 const safeRequestId = /^[A-Za-z0-9._:-]{1,128}$/;
 

@@ -5,7 +5,7 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Metrics } from "../ops/metrics.ts";
 import { codeName } from "../rpc/wire-error.ts";
-import { protocolOf } from "./logging.ts";
+import { protocolOf } from "../transport/protocols/detect.ts";
 import { observeStream } from "./observe-stream.ts";
 
 const codeOf = (err: unknown) => (err === undefined ? "OK" : codeName(ConnectError.from(err).code));

@@ -17,7 +17,7 @@ import {
   type Tracer,
   trace,
 } from "@opentelemetry/api";
-import { protocolOf } from "./logging.ts";
+import { protocolOf } from "../transport/protocols/detect.ts";
 
 const fromHeaders: TextMapGetter<Headers> = {
   keys: (headers) => [...headers.keys()],

@@ -10,6 +10,7 @@ import type { Http2Session, IncomingHttpHeaders } from "node:http2";
 import type { Readable } from "node:stream";
 import { ConnectError } from "@connectrpc/connect";
 import type { Admit, CallToAdmit } from "../rpc/admit.ts";
+import { envelopeEnds } from "./protocols/envelope.ts";
 
 /** Request headers as a plain record (createHandlerContext builds its one Headers object from it). */
 export function requestHeaders(raw: IncomingHttpHeaders): Record<string, string> {
@@ -132,37 +133,6 @@ export function readBody(stream: Readable, limit: number, budget?: BodyBudget): 
     stream.once("error", onGone);
     stream.once("close", onGone);
   });
-}
-
-/**
- * Counts how far a byte stream of envelopes (flag byte, 4-byte length, payload: gRPC, gRPC-web and Connect
- * streaming) has got: each call takes the next chunk and returns how many of its bytes belong to envelopes
- * completed within it.
- */
-function envelopeEnds(): (chunk: Uint8Array) => number {
-  const header = new Uint8Array(5);
-  let headerLength = 0;
-  let remaining = 0;
-  return (chunk) => {
-    let pos = 0;
-    let lastEnd = 0;
-    while (pos < chunk.length) {
-      if (headerLength < 5) {
-        header[headerLength++] = chunk[pos++];
-        if (headerLength < 5) continue;
-        remaining = new DataView(header.buffer).getUint32(1);
-      } else {
-        const n = Math.min(remaining, chunk.length - pos);
-        remaining -= n;
-        pos += n;
-      }
-      if (headerLength === 5 && remaining === 0) {
-        headerLength = 0;
-        lastEnd = pos;
-      }
-    }
-    return lastEnd;
-  };
 }
 
 /**

@@ -1,44 +1,25 @@
 /**
- * Turns a Connect router into a Node request handler for gRPC, gRPC-web and Connect. Like connect-node's
- * own adapter, plus: unknown methods get UNIMPLEMENTED in the caller's protocol (not a bare 404), and
- * errors Connect raises before any interceptor runs (undecodable bytes, size limits) are normalised at the
- * edge (see edge-errors.ts).
+ * The RPC entry of the listener: a Connect router's services served in gRPC, gRPC-web and Connect. Each
+ * method goes to the driver for its kind (drivers/), which asks the call's protocol (protocols/) for the
+ * wire rules: the unary and HTTP/2 server-stream paths serve the plain cases themselves, connect-node's
+ * handlers everything else.
  */
-import type { IncomingMessage, ServerResponse } from "node:http";
-import { constants, type Http2ServerRequest, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
+import type { IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
 import {
-  Code,
-  type ConnectError,
   type ConnectRouter,
   type ConnectRouterOptions,
   createConnectRouter,
-  createContextValues,
   createServiceImplSpec,
   type Interceptor,
 } from "@connectrpc/connect";
-import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
-import {
-  compressionBrotli,
-  compressionGzip,
-  universalRequestFromNodeRequest,
-  universalResponseToNodeResponse,
-} from "@connectrpc/connect-node";
+import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import type { Admit } from "../rpc/admit.ts";
-import { kClientAddress } from "../rpc/context.ts";
-import { connectErrorFor } from "../rpc/wire-error.ts";
-import { kRefusal, refusedBody, refusingMethod, refusingService } from "./admission.ts";
-import { normaliseEdgeErrors } from "./edge-errors.ts";
-import { admitThen, budgetedBody, budgetOf } from "./request.ts";
-import { createServerStreamPath, type ServerStreamSpec } from "./stream/server-stream.ts";
-import { createUnaryFastPath, type UnarySpec } from "./unary/fast-path.ts";
-import { connectJson, grpc, grpcWeb } from "./unary/protocols.ts";
+import { refusingMethod, refusingService } from "./admission.ts";
+import { createConnectAdapter, type RpcHandler } from "./drivers/connect-adapter.ts";
+import { createServerStreamDriver, type ServerStreamSpec } from "./drivers/server-stream.ts";
+import { createUnaryDriver, type UnarySpec } from "./drivers/unary.ts";
 
-// HTTP/2 compat requests and responses are used through their HTTP/1.1-shaped API.
-type Req = IncomingMessage | Http2ServerRequest;
-type Res = ServerResponse;
-
-/** A Node handler that returns false when the path is not an RPC of ours. */
-export type RpcHandler = (req: Req, res: Res) => boolean;
+export type { RpcHandler };
 
 /**
  * Builds the handler, and the fast paths for HTTP/2 unary and server-streaming calls of the same services
@@ -88,125 +69,18 @@ export function createRpcHandler(
     },
   };
   routes(recorder);
-  const paths = new Map<string, UniversalHandler>();
-  for (const h of router.handlers) paths.set(h.requestPath, normaliseEdgeErrors(h));
-  const refusingPaths = new Map<string, UniversalHandler>();
-  for (const h of refusing.handlers) refusingPaths.set(h.requestPath, normaliseEdgeErrors(h));
-  const fast = fastPath
-    ? createUnaryFastPath(unary, {
-        interceptors: options.interceptors,
-        readMaxBytes: options.readMaxBytes,
-        shutdownSignal: options.shutdownSignal,
-        admit: options.admit,
-      })
-    : undefined;
-  const streamPath = fastPath
-    ? createServerStreamPath(serverStreams, {
-        interceptors: options.interceptors,
-        readMaxBytes: options.readMaxBytes,
-        shutdownSignal: options.shutdownSignal,
-        admit: options.admit,
-      })
-    : undefined;
-  const handle: RpcHandler = (req, res) => {
-    if (fast && "socket" in req && !("stream" in req) && fast.h1(req as IncomingMessage, res)) return true;
-    const path = (req.url ?? "").split("?", 1)[0];
-    const handler = paths.get(path);
-    if (!handler) return unimplemented(req, res, path);
-    const peer = req.socket?.remoteAddress ?? "";
-    const header = (name: string) => {
-      const v = req.headers[name];
-      return Array.isArray(v) ? v.join(", ") : v;
-    };
-    void admitThen(
-      options.admit,
-      () => ({ path, header, peer }),
-      async (denied) =>
-        adapt(req, res, denied ? (refusingPaths.get(path) ?? handler) : handler, peer, denied, clientStreams.has(path)),
-    );
-    return true;
+  const adapter = createConnectAdapter(router.handlers, refusing.handlers, clientStreams, options.admit);
+  if (!fastPath) return { handle: adapter, h2Stream: undefined };
+  const driverOptions = {
+    interceptors: options.interceptors,
+    readMaxBytes: options.readMaxBytes,
+    shutdownSignal: options.shutdownSignal,
+    admit: options.admit,
   };
-  const h2Stream =
-    fast && streamPath
-      ? (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) =>
-          fast.h2(stream, headers) || streamPath(stream, headers)
-      : undefined;
-  return { handle, h2Stream };
-}
-
-/** A body of several messages in envelopes (gRPC, gRPC-web binary, Connect streaming). */
-function envelopedType(type: string): boolean {
-  return (
-    (type.startsWith("application/grpc") && !type.startsWith("application/grpc-web-text")) ||
-    type.startsWith("application/connect+")
-  );
-}
-
-/**
- * Serves a request through connect-node's adapter, its body read under the connection's budget (or
- * refused unread when `denied`). A request answered before its body was complete is not read further:
- * its HTTP/2 stream is reset with NO_ERROR, its HTTP/1.1 connection closed, once the answer is out.
- */
-async function adapt(
-  req: Req,
-  res: Res,
-  handler: UniversalHandler,
-  peer: string,
-  denied: ConnectError | undefined,
-  clientStream: boolean,
-): Promise<void> {
-  if ("stream" in req) {
-    // Node's compatibility response always ends with trailers, sent from its own 'wantTrailers' listener;
-    // a reset sent in the same turn overtakes them, so it waits a turn, as Node's own close does.
-    const stream = req.stream;
-    stream.once("wantTrailers", () =>
-      setImmediate(() => {
-        if (!req.complete && !stream.closed) stream.close(constants.NGHTTP2_NO_ERROR);
-      }),
-    );
-  } else {
-    res.once("finish", () => {
-      if (!req.complete) req.socket.destroySoon();
-    });
-  }
-  if (denied && !("stream" in req) && !req.complete) res.setHeader("connection", "close");
-  const values = createContextValues().set(kClientAddress, peer).set(kRefusal, denied);
-  const uReq: UniversalServerRequest = universalRequestFromNodeRequest(req, res as never, undefined, values);
-  const type = String(req.headers["content-type"] ?? "");
-  const body = denied
-    ? refusedBody(denied)
-    : budgetedBody(
-        req,
-        "stream" in req ? budgetOf(req.stream.session) : undefined,
-        clientStream && envelopedType(type),
-      );
-  try {
-    await universalResponseToNodeResponse(await handler({ ...uReq, body }), res as never);
-  } catch {
-    // The response could not be written: the client went away. Nothing to tell anyone.
-  }
-}
-
-/** UNIMPLEMENTED for a path that looks like an RPC (`/pkg.Service/Method`); false for anything else. */
-function unimplemented(req: Req, res: Res, path: string): boolean {
-  if (req.method !== "POST" || !/^\/[A-Za-z_][\w.]*\/[A-Za-z_]\w*$/.test(path)) return false;
-  const type = String(req.headers["content-type"] ?? "");
-  const protocol = type.startsWith("application/grpc-web")
-    ? grpcWeb
-    : type.startsWith("application/grpc")
-      ? grpc
-      : connectJson;
-  const wire = protocol.failure(
-    connectErrorFor("UNIMPLEMENTED", Code.Unimplemented, `method ${path.slice(1)} is not implemented by this server`),
-    new Headers(),
-  );
-  if ("stream" in req && wire.body === undefined) {
-    // A gRPC trailers-only response must end the stream with its HEADERS frame.
-    req.stream.respond({ ":status": wire.status, ...wire.headers }, { endStream: true });
-    return true;
-  }
-  // Connect answers an unknown route with 404 (what its clients map to UNIMPLEMENTED), not 501.
-  res.writeHead(protocol === connectJson ? 404 : wire.status, wire.headers);
-  res.end(wire.body);
-  return true;
+  const fast = createUnaryDriver(unary, driverOptions);
+  const streams = createServerStreamDriver(serverStreams, driverOptions);
+  return {
+    handle: (req, res) => ("socket" in req && !("stream" in req) && fast.h1(req, res)) || adapter(req, res),
+    h2Stream: (stream, headers) => fast.h2(stream, headers) || streams(stream, headers),
+  };
 }

@@ -1,52 +1,28 @@
 /**
- * A faster engine for unary calls in all three protocols, running the very same Connect service
+ * Unary calls in every protocol, without connect-node's pipeline, running the very same Connect service
  * implementations and interceptors. connect-node runs every call, unary included, through its streaming
  * envelope pipeline (async generators, per-call abort controllers, universal request/response objects),
- * which measured several times slower than @grpc/grpc-js on this hardware (docs/adr/0001-unary-fast-path.md).
+ * which measured several times slower than @grpc/grpc-js on this hardware (docs/adr/0002-unary-fast-path.md).
  * Here a unary call is one buffered body, one decode, connect's own `invokeUnaryImplementation` (the
- * interceptor chain and the implementation), and one write. Anything unusual (compression, gRPC-web text,
- * Connect GET, streaming methods, unknown paths) is declined and connect-node's adapter serves it, so every
- * protocol feature stays available.
+ * interceptor chain and the implementation), and one write; the protocol says how to decode and write.
+ * What the protocols' own paths do not take (protocol.ts `detect`), and streaming methods and unknown paths,
+ * are declined and connect-node's adapter serves them, so every protocol feature stays available.
  *
  * It uses connect exports marked internal (no semver): the connect version is pinned exactly, and the
  * path is covered by tests from grpc-js, connect-node (every protocol) and buf curl.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { constants, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
-import {
-  Code,
-  ConnectError,
-  createContextValues,
-  createHandlerContext,
-  type Interceptor,
-  type MethodImplSpec,
-} from "@connectrpc/connect";
+import { ConnectError, createContextValues, createHandlerContext, type MethodImplSpec } from "@connectrpc/connect";
 import { invokeUnaryImplementation } from "@connectrpc/connect/protocol";
-import type { Admit } from "../../rpc/admit.ts";
 import { kClientAddress } from "../../rpc/context.ts";
-import { connectErrorFor } from "../../rpc/wire-error.ts";
+import { detect, servesUnary } from "../protocols/detect.ts";
+import type { UnaryProtocol, WireResponse } from "../protocols/protocol.ts";
 import { admitThen, budgetOf, readBody, requestHeaders } from "../request.ts";
-import { detect, type UnaryProtocol, type WireResponse } from "./protocols.ts";
+import { bodyTooLarge, CALL_DONE, cancelledByClient, type DriverOptions } from "./call.ts";
 
 /** A unary method the fast path may serve. */
 export type UnarySpec = Extract<MethodImplSpec, { kind: "unary" }>;
-
-/** Settings shared with the Connect router. */
-export interface FastPathOptions {
-  interceptors: Interceptor[];
-  readMaxBytes: number;
-  /**
-   * Aborted when the server gives up waiting for calls at shutdown: every call still running is answered
-   * at once with the reason (UNAVAILABLE), so its client retries elsewhere instead of seeing its stream
-   * reset when the connections close. The handler itself runs on; its result is dropped.
-   */
-  shutdownSignal?: AbortSignal;
-  /** Checked before a call's body is read (rate limits); its error is the answer. */
-  admit?: Admit;
-}
-
-// Passed to context.abort() when a call is over: a reason avoids constructing a DOMException per call.
-const CALL_DONE = new ConnectError("call complete", Code.Canceled);
 
 /** Runs one call; always resolves to a response (errors included). */
 async function run(
@@ -57,13 +33,13 @@ async function run(
   peer: string,
   body: Buffer,
   onCancel: (cancel: () => void) => () => void,
-  opts: FastPathOptions,
+  opts: DriverOptions,
 ): Promise<WireResponse> {
-  const header = (name: string) => raw[name] as string | undefined;
-  const timeout = protocol.timeout(header);
-  if (timeout instanceof ConnectError) return protocol.failure(timeout, new Headers());
-  const input = protocol.decode(spec.method.input, body, opts.readMaxBytes);
-  if (input instanceof ConnectError) return protocol.failure(input, new Headers());
+  const wire = protocol.unary;
+  const timeout = protocol.timeout(raw);
+  if (timeout instanceof ConnectError) return wire.failure(timeout, new Headers());
+  const input = wire.decode(spec.method.input, body, opts.readMaxBytes);
+  if (input instanceof ConnectError) return wire.failure(input, new Headers());
   const context = createHandlerContext({
     service: spec.method.parent,
     method: spec.method,
@@ -74,13 +50,13 @@ async function run(
     requestHeader: requestHeaders(raw),
     contextValues: createContextValues().set(kClientAddress, peer),
   });
-  const stopListening = onCancel(() => context.abort(new ConnectError("the client cancelled the call", Code.Canceled)));
+  const stopListening = onCancel(() => context.abort(cancelledByClient()));
   try {
     const output = await invokeUnaryImplementation(spec, context, input, opts.interceptors);
     if (context.signal.aborted) throw context.signal.reason;
-    return protocol.success(spec.method.output, output, context.responseHeader, context.responseTrailer);
+    return wire.success(spec.method.output, output, context.responseHeader, context.responseTrailer);
   } catch (err) {
-    return protocol.failure(ConnectError.from(err), context.responseHeader);
+    return wire.failure(ConnectError.from(err), context.responseHeader);
   } finally {
     // The context is garbage from here on (the stream may live on for a while as its response is written):
     // objects that outlive a young-generation GC cycle get promoted, and promotion is what grows the heap.
@@ -89,18 +65,15 @@ async function run(
   }
 }
 
-const oversize = (max: number) =>
-  connectErrorFor("RESOURCE_EXHAUSTED", Code.ResourceExhausted, `message is larger than the limit ${max}`);
-
 /**
  * Builds the fast path over the unary methods of the router's services. Each adapter returns false when
  * it declines a request (the caller then hands it to connect-node).
  */
-export function createUnaryFastPath(specs: ReadonlyMap<string, UnarySpec>, opts: FastPathOptions) {
+export function createUnaryDriver(specs: ReadonlyMap<string, UnarySpec>, opts: DriverOptions) {
   // A whole unary body: the message plus a gRPC envelope header, and a margin for Connect JSON.
   const bodyLimit = opts.readMaxBytes + 5;
   // The calls being served, each as a way to answer it with an error now (a Set: no per-call listener on the
-  // shutdown signal).
+  // shutdown signal). Their handlers run on; their results are dropped.
   const running = new Set<(err: ConnectError) => void>();
   opts.shutdownSignal?.addEventListener(
     "abort",
@@ -119,7 +92,7 @@ export function createUnaryFastPath(specs: ReadonlyMap<string, UnarySpec>, opts:
       running.delete(answerNow);
       write(res);
     };
-    const answerNow = (err: ConnectError) => answer(protocol.failure(err, new Headers()));
+    const answerNow = (err: ConnectError) => answer(protocol.unary.failure(err, new Headers()));
     running.add(answerNow);
     void response.then(answer);
   };
@@ -129,8 +102,8 @@ export function createUnaryFastPath(specs: ReadonlyMap<string, UnarySpec>, opts:
       const path = raw[":path"] as string;
       const spec = specs.get(path);
       if (!spec) return false;
-      const protocol = detect(raw[":method"], (n) => raw[n] as string | undefined, true);
-      if (!protocol) return false;
+      const protocol = detect(raw[":method"], raw, true);
+      if (!servesUnary(protocol)) return false;
       stream.on("error", () => {});
       const onCancel = (cancel: () => void) => {
         if (stream.aborted) cancel();
@@ -147,7 +120,7 @@ export function createUnaryFastPath(specs: ReadonlyMap<string, UnarySpec>, opts:
           const body = denied ? undefined : await readBody(stream, bodyLimit, budgetOf(stream.session));
           if (body !== undefined) return run(protocol, spec, raw, path, peer, body, onCancel, opts);
           unread = true;
-          return protocol.failure(denied ?? oversize(opts.readMaxBytes), new Headers());
+          return protocol.unary.failure(denied ?? bodyTooLarge(opts.readMaxBytes), new Headers());
         },
       );
       serve(protocol, response, (res) => {
@@ -172,8 +145,8 @@ export function createUnaryFastPath(specs: ReadonlyMap<string, UnarySpec>, opts:
       const path = (req.url ?? "").split("?", 1)[0];
       const spec = specs.get(path);
       if (!spec || req.url !== path) return false;
-      const protocol = detect(req.method, (n) => req.headers[n] as string | undefined, false);
-      if (!protocol) return false;
+      const protocol = detect(req.method, req.headers, false);
+      if (!servesUnary(protocol)) return false;
       const onCancel = (cancel: () => void) => {
         const onClose = () => {
           if (!res.writableFinished) cancel();
@@ -190,7 +163,7 @@ export function createUnaryFastPath(specs: ReadonlyMap<string, UnarySpec>, opts:
           const body = denied ? undefined : await readBody(req, bodyLimit);
           if (body !== undefined) return run(protocol, spec, req.headers, path, peer, body, onCancel, opts);
           unread = true;
-          return protocol.failure(denied ?? oversize(opts.readMaxBytes), new Headers());
+          return protocol.unary.failure(denied ?? bodyTooLarge(opts.readMaxBytes), new Headers());
         },
       );
       serve(protocol, response, (wire) => {
