@@ -1,5 +1,5 @@
 /**
- * The password-hashing pool (src/auth/hash-pool.ts): hashes are argon2id at the contract's parameters and
+ * The password-hashing pool (src/passwords/hash-pool.ts): hashes are argon2id at the contract's parameters and
  * verify; the hashing threads run below the event loop's priority (Linux nice, per thread); a bad hash is a
  * rejection, not a dead pool; many jobs at once all complete; beyond its bound the queue refuses at once
  * (RESOURCE_EXHAUSTED), and over the wire a refused login is neither INTERNAL nor a counted failure.

@@ -1,6 +1,6 @@
 /**
- * The password policy (src/auth/password-policy.ts) and the cost caps of imported hashes
- * (src/auth/passwords.ts), over the wire: the 10,000 most common passwords and the user's own email are
+ * The password policy (src/passwords/password-policy.ts) and the cost caps of imported hashes
+ * (src/passwords/passwords.ts), over the wire: the 10,000 most common passwords and the user's own email are
  * refused everywhere a password is set (SignUp, CreateUser, ChangePassword, ImportUsers) with
  * INVALID_ARGUMENT / WEAK_PASSWORD and a field violation, and change nothing; imported hashes above the caps
  * fail their row; a stored hash above the caps is never computed (the login fails like a wrong password, in

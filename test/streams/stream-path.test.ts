@@ -1,5 +1,5 @@
 /**
- * The HTTP/2 server-stream path (src/transport/stream/server-stream.ts) at its edges, over the wire:
+ * The HTTP/2 server-stream path (src/transport/drivers/server-stream.ts) at its edges, over the wire:
  * deadlines, undecodable requests, errors after headers, response headers set by interceptors, and a
  * client that leaves mid-stream, in gRPC, gRPC-web and Connect.
  */

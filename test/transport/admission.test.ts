@@ -5,7 +5,7 @@
  * body is still arriving, and is never run; a body over the limit is answered RESOURCE_EXHAUSTED at once and
  * its stream reset (its connection closed on HTTP/1.1) instead of being drained forever.
  *
- * The server is the real listener and RPC handler (src/server.ts, src/transport/rpc-handler.ts) with an
+ * The server is the real listener and RPC handler (src/transport/server.ts, src/transport/rpc-handler.ts) with an
  * admit function of the test's own and a UserService that counts the calls it runs.
  */
 import http2 from "node:http2";
