@@ -12,10 +12,10 @@ import type { Logger } from "pino";
 import { AuthService } from "../../gen/auth/v1/auth_service_pb.js";
 import { UserService } from "../../gen/user/v1/user_service_pb.js";
 import { createAuthService } from "../auth/auth.service.ts";
-import { createCallerVerifier } from "../auth/caller-verifier.ts";
+import { createCallerVerifier, standingOf, type TokenStanding } from "../auth/caller-verifier.ts";
 import { createLoginLockout } from "../auth/lockout.ts";
 import { createRevokedSessions } from "../auth/revoked-sessions.ts";
-import { createSessionRepository } from "../auth/session.repository.ts";
+import { createSessionRepository, revokeUserSessions } from "../auth/session.repository.ts";
 import { asymmetricKeys, type SigningKeys, symmetricKeys } from "../auth/signing-keys.ts";
 import { createAccessTokens } from "../auth/tokens.ts";
 import { type ChangeFeed, createChangeFeed } from "../changes/change-feed.ts";
@@ -24,10 +24,10 @@ import type { TokenVerifier } from "../interceptors/auth.ts";
 import type { Metrics } from "../ops/metrics.ts";
 import { configurePasswordHashing, hashQueueLength } from "../passwords/passwords.ts";
 import { ensureAdmin } from "../users/admin-bootstrap.ts";
-import { createUserRepository } from "../users/user.repository.ts";
+import { createPageTokenCodec } from "../users/list/index.ts";
+import { createPgUserStore } from "../users/pg/pg-user-store.ts";
 import { createUserService } from "../users/user.service.ts";
-import { createUserCache } from "../users/user-cache.ts";
-import { createUserQueries } from "../users/user-queries.ts";
+import { withUserCache } from "../users/user-cache.ts";
 import { createWatchUsers } from "../users/watch/watch-users.ts";
 import type { Database } from "./database.ts";
 import type { Releases } from "./releases.ts";
@@ -65,19 +65,13 @@ export async function startFeatures(
   releases.push("change feed", () => feed.close());
   await feed.start();
 
-  let forget: (id: string) => void = () => {};
-  const users = createUserRepository(orm, pool, {
-    onWrite: (row) => {
-      forget(row.id);
-      void feed.poke();
-    },
-  });
-  const cache = createUserCache({ load: users.findById, isCurrent: feed.isCurrent, max: config.userCacheSize });
-  forget = cache.forget;
-  feed.subscribe(cache.apply);
-  metrics.registerGauge("user_cache_entries", "Users held in the in-memory user cache.", cache.size);
+  // The users: PostgreSQL, with GetUser and the auth check served from memory (docs/adr/0007). A write that
+  // kills a user's tokens ends its sessions in the write's own transaction (ADR 0013).
+  const pgUsers = createPgUserStore({ orm, pool, onTokensRevoked: revokeUserSessions });
+  const users = withUserCache(pgUsers, { feed, max: config.userCacheSize, warmBatch: pgUsers.warmBatch });
+  metrics.registerGauge("user_cache_entries", "Users held in the in-memory user cache.", users.size);
 
-  const sessions = createSessionRepository(orm, config);
+  const sessions = createSessionRepository(orm, config, users);
   // Revoked sessions, for as long as their access tokens can live (plus a margin: ADR 0013).
   const revokedSessions = createRevokedSessions({ pool, keepMs: config.accessTokenTtlMs + 5_000, log });
   await revokedSessions.start();
@@ -114,24 +108,23 @@ export async function startFeatures(
   if (admin?.passwordFile) log.warn(admin, `created admin ${admin.email}; its password is in ${admin.passwordFile}`);
   else if (admin) log.info({ email: admin.email }, "created admin");
 
+  const standing: TokenStanding = { users, revokedSessions };
   return {
     feed,
     signingKeys,
-    verifyCaller: createCallerVerifier({ accessTokens, cache, revokedSessions }),
+    verifyCaller: createCallerVerifier({ ...standing, accessTokens }),
     routes(router) {
       router.service(
         UserService,
         createUserService({
           users,
-          cache,
-          pool,
           validator: deps.validator,
-          queries: createUserQueries({ pool, pageTokenKey: derivedKey("page-tokens") }),
+          pageTokens: createPageTokenCodec(derivedKey("page-tokens")),
           watch: createWatchUsers({
             feed,
             pool,
-            cache,
-            revokedSessions,
+            users,
+            standing: (caller) => standingOf(caller, standing),
             heartbeatMs: config.watchHeartbeatMs,
             maxBacklog: config.watchMaxBacklog,
           }),
@@ -149,6 +142,6 @@ export async function startFeatures(
         }),
       );
     },
-    warm: () => cache.warm(pool),
+    warm: () => users.warm(),
   };
 }

@@ -16,9 +16,9 @@ import {
 } from "../passwords/passwords.ts";
 import { kCaller, kClientAddress } from "../rpc/context.ts";
 import { ServiceError } from "../rpc/errors.ts";
-import type { UserRow } from "../users/user.entity.ts";
-import { toProtoUser } from "../users/user.mapper.ts";
-import type { UserRepository } from "../users/user.repository.ts";
+import { toProtoUser } from "../users/user.message.ts";
+import type { RoleName, UserWithHash } from "../users/user.ts";
+import type { UserStore } from "../users/user-store.ts";
 import type { LoginLockout } from "./lockout.ts";
 import type { RevokedSessions } from "./revoked-sessions.ts";
 import type { IssuedSession, SessionClient, SessionRepository } from "./session.repository.ts";
@@ -35,7 +35,7 @@ const clientOf = (ctx: HandlerContext): SessionClient => ({
 
 /** What the service needs. */
 export interface AuthServiceDeps {
-  users: UserRepository;
+  users: UserStore;
   sessions: SessionRepository;
   accessTokens: AccessTokens;
   lockout: LoginLockout;
@@ -47,7 +47,7 @@ export interface AuthServiceDeps {
 export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof AuthService> {
   const { users, sessions, accessTokens, lockout } = deps;
 
-  function tokens(user: { id: string; role: UserRow["role"] }, session: IssuedSession): Tokens {
+  function tokens(user: { id: string; role: RoleName }, session: IssuedSession): Tokens {
     // Issued at the instant the session row recorded, so its expiry follows from the database (ADR 0013).
     const access = accessTokens.issue(user.id, user.role === "admin", session.sessionId, session.issuedAt);
     const refreshToken = session.refreshToken;
@@ -59,7 +59,7 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
     });
   }
 
-  async function currentUser(ctx: HandlerContext): Promise<UserRow> {
+  async function currentUser(ctx: HandlerContext): Promise<UserWithHash> {
     const caller = ctx.values.get(kCaller);
     const user = caller ? await users.findByIdWithHash(caller.userId) : null;
     if (user?.state !== "active") throw invalidToken();
@@ -85,7 +85,7 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
       const slot = reserveHashSlot();
       try {
         await lockout.reserve(req.email);
-        const user = await users.findLiveByEmailWithHash(req.email);
+        const user = await users.findByEmailWithHash(req.email);
         const ok = user?.passwordHash
           ? await verifyPassword(user.passwordHash, req.password, slot)
           : await verifyAgainstDummy(req.password, slot);
@@ -141,16 +141,8 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
       await lockout.succeeded(user.email);
       const hash = await hashPassword(req.newPassword, { wait: true });
       // Revokes, in the same transaction, every session of the user and every access token issued before now
-      // (users.update); the new session below is started after it.
-      const updated = await users.update(
-        user.id,
-        "updated",
-        (row, now) => {
-          row.passwordHash = hash;
-          row.tokensValidAfter = now;
-        },
-        () => {},
-      );
+      // (users.setPassword); the new session below is started after it.
+      const updated = await users.setPassword(user.id, hash);
       return { tokens: tokens(updated, await sessions.start(updated.id, clientOf(ctx))) };
     },
   };

@@ -1,19 +1,21 @@
 /**
  * Turns a bearer token into the Caller of a call: JWT verification (cached per token until it expires,
- * because HMAC and JSON parsing are the bulk of an auth check) and the user's current status from the
- * in-memory cache (so a suspended, deleted or re-passworded user's tokens stop working, and a demoted
- * admin's token no longer grants admin), and whether its session was revoked (Logout, refresh-token reuse,
- * a password change: revoked-sessions.ts). No database query on the hot path.
+ * because HMAC and JSON parsing are the bulk of an auth check) and the user's current status from the user
+ * store's in-memory cache (so a suspended, deleted or re-passworded user's tokens stop working, and a
+ * demoted admin's token no longer grants admin), and whether its session was revoked (Logout, refresh-token
+ * reuse, a password change: revoked-sessions.ts). No database query on the hot path.
  */
 import { BoundedMap } from "../bounded-map.ts";
 import type { Caller } from "../rpc/context.ts";
-import type { UserCache, UserStatus } from "../users/user-cache.ts";
+import type { UserStatus } from "../users/user.ts";
+import type { UserStore } from "../users/user-store.ts";
 import type { RevokedSessions } from "./revoked-sessions.ts";
 import { type AccessTokens, invalidToken, type TokenClaims } from "./tokens.ts";
 
 /** What deciding whether a token still holds needs. */
 export interface TokenStanding {
-  cache: UserCache;
+  /** The users' status (from memory: the store given is the cached one). */
+  users: Pick<UserStore, "status">;
   revokedSessions: RevokedSessions;
 }
 
@@ -29,7 +31,7 @@ export async function standingOf(
   if (Date.now() >= claims.expiresAtMs) return undefined;
   // Every verified access token has a session (tokens.ts requires `sid`); a caller without one is not a JWT.
   if (claims.sessionId !== undefined && deps.revokedSessions.has(claims.sessionId)) return undefined;
-  const status = await deps.cache.status(claims.userId);
+  const status = await deps.users.status(claims.userId);
   if (status?.state !== "active" || claims.issuedAtMs < status.tokensValidAfterMs) return undefined;
   return status;
 }

@@ -13,7 +13,7 @@ import { randomUUID } from "node:crypto";
 import { LockMode } from "@mikro-orm/core";
 import type { EntityManager } from "@mikro-orm/postgresql";
 import type { Orm } from "../db/orm.ts";
-import { UserEntity } from "../users/user.entity.ts";
+import type { UserStore } from "../users/user-store.ts";
 import { RefreshTokenEntity } from "./refresh-token.entity.ts";
 import type { RevokedSession } from "./revoked-sessions.ts";
 import { SessionEntity, type SessionRow } from "./session.entity.ts";
@@ -56,15 +56,16 @@ const clientFields = (client: SessionClient) => ({
 
 /**
  * Revokes every live session of a user, in the caller's transaction (a password change, a suspension or a
- * deletion: src/users/user.repository.ts), which holds the user's row lock: rotations of the user's sessions
- * in progress have committed (they share-lock the user), later ones wait and then see the revocation.
+ * deletion: the user store's `onTokensRevoked` hook, wired in src/app/features.ts), which holds the user's
+ * row lock: rotations of the user's sessions in progress have committed (they share-lock the user), later
+ * ones wait and then see the revocation.
  */
 export async function revokeUserSessions(em: EntityManager, userId: string, now: Date): Promise<void> {
   await em.nativeUpdate(SessionEntity, { userId, revokeTime: null }, { revokeTime: now });
 }
 
-/** Builds the session repository. */
-export function createSessionRepository(orm: Orm, lifetimes: SessionLifetimes) {
+/** Builds the session repository. `users` share-locks a user's row in a rotation's transaction. */
+export function createSessionRepository(orm: Orm, lifetimes: SessionLifetimes, users: Pick<UserStore, "lockStatus">) {
   const fork = () => orm.em.fork() as EntityManager;
   const { refreshTokenTtlMs, sessionMaxAgeMs } = lifetimes;
 
@@ -148,11 +149,7 @@ export function createSessionRepository(orm: Orm, lifetimes: SessionLifetimes) {
         // Locks in the order every user write takes them, user then sessions (users.update, ChangePassword):
         // the other order deadlocks, as inserting the next token checks its user_id foreign key. A share lock:
         // rotations of one user do not wait for each other, and a write to the user waits for them.
-        const user = await em.findOne(
-          UserEntity,
-          { id: owner.userId },
-          { fields: ["state", "tokensValidAfter"], lockMode: LockMode.PESSIMISTIC_READ },
-        );
+        const user = await users.lockStatus(em, owner.userId);
         const session = await lockSession(em, owner.sessionId);
         if (!session) return { ok: false, why: "unknown" };
         const row = await em.findOne(RefreshTokenEntity, { tokenHash });
@@ -169,7 +166,7 @@ export function createSessionRepository(orm: Orm, lifetimes: SessionLifetimes) {
         if (row.expireTime <= now || session.expireTime <= now || end <= now.getTime()) {
           return { ok: false, why: "expired" };
         }
-        if (user?.state !== "active" || session.createTime.getTime() < (user.tokensValidAfter?.getTime() ?? 0)) {
+        if (user?.state !== "active" || session.createTime.getTime() < user.tokensValidAfterMs) {
           return { ok: false, why: "revoked" };
         }
         row.usedTime = now;

@@ -55,6 +55,12 @@ export async function readChangesSince(db: pg.Pool | pg.Client, seq: number, lim
   return res.rows.map(toEvent);
 }
 
+/** The seq of the last change committed (0 for none), read with any queryable (in its snapshot, if any). */
+export async function logEnd(db: pg.Pool | pg.ClientBase): Promise<number> {
+  const { rows } = await db.query<{ seq: string | null }>("select max(seq) as seq from user_changes");
+  return Number(rows[0]?.seq ?? 0);
+}
+
 /** Builds the feed; call `start()` once. */
 export function createChangeFeed(opts: { url: string; log: Logger; pollMs?: number; batch?: number }) {
   const listeners = new Set<ChangeListener>();
@@ -151,8 +157,7 @@ export function createChangeFeed(opts: { url: string; log: Logger; pollMs?: numb
     /** Connects and starts from the current end of the log. */
     async start(): Promise<void> {
       await connect();
-      const res = await (client as pg.Client).query<{ seq: string | null }>("select max(seq) as seq from user_changes");
-      last = Number(res.rows[0]?.seq ?? 0);
+      last = await logEnd(client as pg.Client);
       current = true;
       poll = setInterval(() => void drain(), pollMs);
       poll.unref();

@@ -8,7 +8,6 @@
  * itself. The trigger also sends the NOTIFY, delivered at commit; it is only a wake-up, listeners read the log.
  */
 import type { EntityManager } from "@mikro-orm/postgresql";
-import type { UserRow } from "../users/user.entity.ts";
 
 /** The kinds of change. */
 export type ChangeType = "created" | "updated" | "deleted" | "undeleted";
@@ -16,15 +15,19 @@ export type ChangeType = "created" | "updated" | "deleted" | "undeleted";
 /** The channel NOTIFY wakes listeners on. */
 export const CHANGE_CHANNEL = "user_changes";
 
-/** The user as recorded in the log: every field a watcher sees, never the password hash. */
+/**
+ * The user as recorded in the log (JSON): every field a watcher sees, never the password hash. This is the
+ * log's own format, kept by rows already written; src/users/user.snapshot.ts converts users to and from it.
+ */
 export interface UserSnapshot {
   id: string;
   email: string;
   displayName: string;
-  role: UserRow["role"];
-  state: UserRow["state"];
+  role: "user" | "admin";
+  state: "active" | "suspended" | "deleted";
   labels: Record<string, string>;
   version: number;
+  /** Instants as ISO 8601 (`toISOString`). */
   createTime: string;
   updateTime: string;
   deleteTime: string | null;
@@ -32,34 +35,25 @@ export interface UserSnapshot {
   tokensValidAfter: string | null;
 }
 
-/** The snapshot of a row. */
-export function snapshotOf(row: UserRow): UserSnapshot {
-  return {
-    id: row.id,
-    email: row.email,
-    displayName: row.displayName,
-    role: row.role,
-    state: row.state,
-    labels: { ...row.labels },
-    version: row.version,
-    createTime: row.createTime.toISOString(),
-    updateTime: row.updateTime.toISOString(),
-    deleteTime: row.deleteTime ? row.deleteTime.toISOString() : null,
-    tokensValidAfter: row.tokensValidAfter ? row.tokensValidAfter.toISOString() : null,
-  };
+/** One change to append. */
+export interface NewChange {
+  type: ChangeType;
+  /** The user after the change. */
+  snapshot: UserSnapshot;
+  /** The user before it; absent for a creation. */
+  previous?: UserSnapshot;
+  /** Set when the change kills the user's tokens issued before this instant. */
+  revokeBefore?: Date | null;
 }
 
 /** Appends one change in the write's transaction (its seq is assigned when the transaction commits). */
-export async function appendChange(
-  em: EntityManager,
-  change: { type: ChangeType; row: UserRow; previous?: UserSnapshot; revokeBefore?: Date | null },
-): Promise<void> {
+export async function appendChange(em: EntityManager, change: NewChange): Promise<void> {
   await em.execute(
     "insert into user_changes (user_id, type, snapshot, previous, revoke_before) values (?, ?, ?::jsonb, ?::jsonb, ?)",
     [
-      change.row.id,
+      change.snapshot.id,
       change.type,
-      JSON.stringify(snapshotOf(change.row)),
+      JSON.stringify(change.snapshot),
       change.previous ? JSON.stringify(change.previous) : null,
       change.revokeBefore ?? null,
     ],

@@ -21,7 +21,7 @@ import { ConfigError } from "../config.ts";
 import { weakPasswordProblem } from "../passwords/password-policy.ts";
 import { hashPassword } from "../passwords/passwords.ts";
 import { ServiceError } from "../rpc/errors.ts";
-import type { UserRepository } from "./user.repository.ts";
+import type { UserStore } from "./user-store.ts";
 
 /** The admin this start created: its email, and the file holding its password when it was generated. */
 export interface CreatedAdmin {
@@ -60,7 +60,7 @@ function removeIfHolding(file: string, password: string): void {
  * create an admin anyone could guess; it is only checked when it is about to be used.
  */
 export async function ensureAdmin(
-  users: UserRepository,
+  users: Pick<UserStore, "hasAdmin" | "create">,
   opts: { email: string; password: string | undefined; dataDir: string },
 ): Promise<CreatedAdmin | undefined> {
   if (await users.hasAdmin()) return undefined;

@@ -7,7 +7,6 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Validator } from "@bufbuild/protovalidate";
-import type pg from "pg";
 import { UserSchema } from "../../gen/user/v1/user_pb.js";
 import {
   type ImportFailure,
@@ -18,12 +17,12 @@ import { weakPasswordProblem } from "../passwords/password-policy.ts";
 import { hashPasswords, hashProblem } from "../passwords/passwords.ts";
 import { toFieldViolations } from "../rpc/errors.ts";
 import { stringViolations } from "../rpc/strings.ts";
-import { type ImportRow, insertImportBatch } from "./import.repository.ts";
-import { storedRole } from "./user.mapper.ts";
+import { roleFromProto } from "./user.message.ts";
+import type { ImportedUser, UserStore } from "./user-store.ts";
 
 const BATCH = 1000;
 
-type Pending = { row: ImportRow; password?: string };
+type Pending = { row: ImportedUser; password?: string };
 
 /** Why a row cannot be imported, or undefined when it can. */
 function problemOf(req: ImportUsersRequest, validator: Validator): string | undefined {
@@ -59,7 +58,7 @@ function problemOf(req: ImportUsersRequest, validator: Validator): string | unde
 /** Runs an import over a request stream; returns the counts and failures for the response. */
 export async function importUsers(
   requests: AsyncIterable<ImportUsersRequest>,
-  deps: { pool: pg.Pool; validator: Validator },
+  deps: { users: Pick<UserStore, "importBatch">; validator: Validator },
 ): Promise<{ createdCount: number; skippedCount: number; failures: Omit<ImportFailure, "$typeName">[] }> {
   let createdCount = 0;
   let skippedCount = 0;
@@ -71,7 +70,7 @@ export async function importUsers(
     const hashes = await hashPasswords(pending.flatMap((p) => (p.password === undefined ? [] : [p.password])));
     let h = 0;
     const rows = pending.map((p) => (p.password === undefined ? p.row : { ...p.row, passwordHash: hashes[h++] }));
-    const created = await insertImportBatch(deps.pool, rows);
+    const created = await deps.users.importBatch(rows);
     createdCount += created.size;
     skippedCount += rows.length - created.size;
   };
@@ -104,7 +103,7 @@ export async function importUsers(
         id: randomUUID(),
         email: u.email,
         displayName: u.displayName,
-        role: storedRole(u.role) ?? "user",
+        role: roleFromProto(u.role) ?? "user",
         labels: { ...u.labels },
         passwordHash: c.case === "passwordHash" ? c.value : "",
       },

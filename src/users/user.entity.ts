@@ -1,13 +1,10 @@
 /**
- * The users table as MikroORM sees it. Role and state are stored as short lowercase words (checked by the
- * database) so the table reads well in psql; the mapper converts them to and from the proto enums.
+ * The users table as MikroORM sees it (the schema, and the store's writes: ./pg/user-writes.ts). Role and
+ * state are stored as the domain's names (./user.ts), checked by the database, so the table reads well in
+ * psql. user.record.ts converts entities to and from the domain user.
  */
 import { defineEntity, type InferEntity, p } from "@mikro-orm/core";
-
-/** Stored role names. */
-export type StoredRole = "user" | "admin";
-/** Stored state names. */
-export type StoredState = "active" | "suspended" | "deleted";
+import type { RoleName, StateName } from "./user.ts";
 
 /** A user row. `version` is the optimistic lock the etag is derived from. */
 export const UserEntity = defineEntity({
@@ -17,8 +14,8 @@ export const UserEntity = defineEntity({
     id: p.uuid().primary(),
     email: p.text(),
     displayName: p.text(),
-    role: p.text().$type<StoredRole>(),
-    state: p.text().$type<StoredState>(),
+    role: p.text().$type<RoleName>(),
+    state: p.text().$type<StateName>(),
     labels: p.json<Record<string, string>>(),
     passwordHash: p.text().nullable().hidden().lazy(),
     version: p.integer(),

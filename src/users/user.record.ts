@@ -1,8 +1,11 @@
 /**
- * Users read with raw SQL (pg), in the entity shape the mapper reads: the hot read path, lists and streams
- * use this instead of the ORM.
+ * Users to and from database rows: rows read with raw SQL (pg), MikroORM entities (./user.entity.ts), and
+ * the rows the cache is warmed from (instants as epoch ms, so warming makes no Dates).
  */
+
 import type { UserRow } from "./user.entity.ts";
+import type { RoleName, StateName, User, UserWithHash } from "./user.ts";
+import type { CompactUser } from "./user-cache.columns.ts";
 
 /** The columns of a user read with raw SQL (never the password hash). */
 export const userColumns = `id, email, display_name, role, state, labels, version, create_time, update_time, delete_time,
@@ -13,8 +16,8 @@ export type UserRecord = {
   id: string;
   email: string;
   display_name: string;
-  role: UserRow["role"];
-  state: UserRow["state"];
+  role: RoleName;
+  state: StateName;
   labels: Record<string, string>;
   version: number;
   create_time: Date;
@@ -23,8 +26,8 @@ export type UserRecord = {
   tokens_valid_after: Date | null;
 };
 
-/** A raw row as the entity shape (what the mapper reads). */
-export function fromRecord(r: UserRecord): UserRow {
+/** The user of a raw row. */
+export function userFromRecord(r: UserRecord): User {
   return {
     id: r.id,
     email: r.email,
@@ -37,5 +40,66 @@ export function fromRecord(r: UserRecord): UserRow {
     updateTime: r.update_time,
     deleteTime: r.delete_time,
     tokensValidAfter: r.tokens_valid_after,
-  } as UserRow;
+  };
+}
+
+/** The user of an entity (a plain object: never the entity, which its EntityManager still tracks). */
+export function userFromEntity(e: UserRow): User {
+  return {
+    id: e.id,
+    email: e.email,
+    displayName: e.displayName,
+    role: e.role,
+    state: e.state,
+    labels: e.labels,
+    version: e.version,
+    createTime: e.createTime,
+    updateTime: e.updateTime,
+    deleteTime: e.deleteTime ?? null,
+    tokensValidAfter: e.tokensValidAfter ?? null,
+  };
+}
+
+/** The user of an entity loaded with its password hash. */
+export function userWithHashFromEntity(e: UserRow): UserWithHash {
+  return { ...userFromEntity(e), passwordHash: e.passwordHash ?? null };
+}
+
+/** Copies a user's fields onto its entity (after a transition changed them), for the ORM to flush. */
+export function assignToEntity(e: UserRow, u: User): void {
+  e.email = u.email;
+  e.displayName = u.displayName;
+  e.role = u.role;
+  e.state = u.state;
+  e.labels = u.labels;
+  e.version = u.version;
+  e.createTime = u.createTime;
+  e.updateTime = u.updateTime;
+  e.deleteTime = u.deleteTime;
+  e.tokensValidAfter = u.tokensValidAfter;
+}
+
+/** A users row as the cache's warm-up reads it: instants as epoch ms (see warmSql in ./pg/user-reads.ts). */
+export type WarmRecord = Omit<UserRecord, "create_time" | "update_time" | "delete_time" | "tokens_valid_after"> & {
+  create_time: number;
+  update_time: number;
+  delete_time: number | null;
+  tokens_valid_after: number | null;
+};
+
+/** A warm-up row in the cache's terms. */
+export function compactFromWarmRecord(r: WarmRecord): CompactUser {
+  return {
+    id: r.id,
+    email: r.email,
+    displayName: r.display_name,
+    role: r.role,
+    state: r.state,
+    labels: r.labels,
+    version: r.version,
+    createMs: r.create_time,
+    updateMs: r.update_time,
+    deleteMs: r.delete_time,
+    tokensValidAfterMs: r.tokens_valid_after,
+  };
 }

@@ -1,23 +1,22 @@
 /**
- * user.v1.UserService handlers. Access rules are declared in the proto and enforced by the auth
- * interceptor before a handler runs; field rules by the validation interceptor. What remains here is what
- * only the handler can know: required-on-create fields, update masks, etags and state transitions.
+ * user.v1.UserService handlers over a UserStore (./user-store.ts). Access rules are declared in the proto and
+ * enforced by the auth interceptor before a handler runs; field rules by the validation interceptor; etags
+ * and state transitions by the store and the domain (./user.ts). What remains here is what only the handler
+ * can know: required fields, update masks, page tokens, and the one rule the proto cannot declare (GetUser).
  */
 import type { Validator } from "@bufbuild/protovalidate";
-import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import type pg from "pg";
-import { Role, type User, UserState } from "../../gen/user/v1/user_pb.js";
+import { ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { Role, type User as UserMessage, UserState } from "../../gen/user/v1/user_pb.js";
 import type { UserService } from "../../gen/user/v1/user_service_pb.js";
 import { assertStrongPassword } from "../passwords/password-policy.ts";
 import { hashPassword } from "../passwords/passwords.ts";
 import { type Caller, kCaller } from "../rpc/context.ts";
 import { type FieldViolation, invalidArgument, ServiceError } from "../rpc/errors.ts";
-import type { StoredState, UserRow } from "./user.entity.ts";
-import { etagOf, storedRole, toProtoUser } from "./user.mapper.ts";
-import type { UserRepository } from "./user.repository.ts";
-import type { UserCache } from "./user-cache.ts";
+import { type PageTokenCodec, parseFilter, parseOrderBy } from "./list/index.ts";
+import { roleFromProto, settableStateFromProto, toProtoUser } from "./user.message.ts";
+import type { User, UserPatch } from "./user.ts";
 import { importUsers } from "./user-import.ts";
-import type { UserQueries } from "./user-queries.ts";
+import type { UserStore } from "./user-store.ts";
 import type { createWatchUsers } from "./watch/watch-users.ts";
 
 const updatable = ["email", "display_name", "role", "labels", "state"] as const;
@@ -33,11 +32,8 @@ const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const notFound = (id: string) => new ServiceError("USER_NOT_FOUND", `user ${id} not found`);
 
-function checkEtag(row: UserRow, etag: string): void {
-  if (etag !== "" && etag !== etagOf(row)) {
-    throw new ServiceError("ETAG_MISMATCH", "the user was changed since this etag was read; read it again and retry");
-  }
-}
+const DEFAULT_PAGE = 50;
+const MAX_PAGE = 1000;
 
 /** The update_mask paths, with `*` expanded; unknown paths are INVALID_ARGUMENT. */
 function maskPaths(paths: readonly string[]): UpdatablePath[] {
@@ -60,7 +56,7 @@ function maskPaths(paths: readonly string[]): UpdatablePath[] {
 }
 
 /** Checks the values of the masked fields that protovalidate cannot know are required. */
-function requiredForUpdate(user: User, paths: readonly UpdatablePath[]): void {
+function requiredForUpdate(user: UserMessage, paths: readonly UpdatablePath[]): void {
   const v: FieldViolation[] = [];
   if (paths.includes("email") && user.email === "") v.push({ field: "user.email", description: "is required" });
   if (paths.includes("display_name") && user.displayName === "")
@@ -76,25 +72,54 @@ function requiredForUpdate(user: User, paths: readonly UpdatablePath[]): void {
   if (v.length > 0) throw invalidArgument(v);
 }
 
-/** Builds the service implementation over the user repository. */
+/** The patch an update makes: the masked fields of the message. */
+function patchOf(u: UserMessage, paths: readonly UpdatablePath[]): UserPatch {
+  const patch: UserPatch = {};
+  if (paths.includes("email")) patch.email = u.email;
+  if (paths.includes("display_name")) patch.displayName = u.displayName;
+  if (paths.includes("role")) patch.role = roleFromProto(u.role);
+  if (paths.includes("labels")) patch.labels = u.labels;
+  if (paths.includes("state")) patch.state = settableStateFromProto(u.state);
+  return patch;
+}
+
+/** Builds the service implementation over a user store (page tokens must be keyed alike on every replica). */
 export function createUserService(deps: {
-  users: UserRepository;
-  cache: UserCache;
-  queries: UserQueries;
+  users: UserStore;
+  pageTokens: PageTokenCodec;
   watch: ReturnType<typeof createWatchUsers>;
-  pool: pg.Pool;
   validator: Validator;
 }): Partial<ServiceImpl<typeof UserService>> {
-  const { users, queries } = deps;
+  const { users, pageTokens } = deps;
   return {
     watchUsers: deps.watch,
 
     async listUsers(req) {
-      return queries.list(req);
+      const request = {
+        filter: parseFilter(req.filter),
+        orderBy: parseOrderBy(req.orderBy),
+        showDeleted: req.showDeleted,
+      };
+      const after = pageTokens.decode(request, req.pageToken);
+      const size = req.pageSize <= 0 ? DEFAULT_PAGE : Math.min(req.pageSize, MAX_PAGE);
+      const page = await users.list({ request, after, size });
+      return {
+        users: page.users.map(toProtoUser),
+        nextPageToken: page.next ? pageTokens.encode(request, page.next) : "",
+        totalSize: page.total,
+      };
     },
 
     async *streamUsers(req, ctx) {
-      for await (const batch of queries.stream(req, ctx.signal)) yield { users: batch };
+      const query = { filter: parseFilter(req.filter), showDeleted: req.showDeleted };
+      try {
+        for await (const batch of users.stream(query, ctx.signal)) yield { users: batch.map(toProtoUser) };
+      } catch (err) {
+        // The store throws the signal's reason when the call ends before the export does. Cut short by
+        // shutdown or a deadline (a ConnectError): say so, so the caller retries; otherwise just stop.
+        if (err === ctx.signal.reason && !(err instanceof ConnectError)) return;
+        throw err;
+      }
     },
 
     async importUsers(requests) {
@@ -109,102 +134,59 @@ export function createUserService(deps: {
       if (!u?.displayName) missing.push({ field: "user.display_name", description: "is required" });
       if (!u || missing.length > 0) throw invalidArgument(missing);
       if (req.password !== undefined) assertStrongPassword(req.password, { email: u.email, field: "password" });
-      const row = await users.create(
+      const user = await users.create(
         {
           email: u.email,
           displayName: u.displayName,
-          role: storedRole(u.role) ?? "user",
+          role: roleFromProto(u.role) ?? "user",
           labels: { ...u.labels },
           passwordHash: req.password !== undefined ? await hashPassword(req.password) : null,
         },
         req.requestId ? { callerId: caller.userId, requestId: req.requestId } : undefined,
       );
-      return { user: toProtoUser(row) };
+      return { user: toProtoUser(user) };
     },
 
     async getUser(req, ctx) {
       const caller = callerOf(ctx);
-      const row = await deps.cache.get(req.userId);
-      if (!row || (!caller.admin && row.state === "deleted")) {
+      const user = await users.findById(req.userId);
+      // Not a duplicate of the proto's declaration (ADMIN_OR_SELF, which the auth interceptor enforced before
+      // this ran): the declaration cannot say that only admins see soft-deleted users. A non-admin here is
+      // reading itself, and finding itself deleted or gone (deleted after its token was checked) gets
+      // PERMISSION_DENIED, as for any user not its own, so the answer never tells a user from a missing one.
+      if (!user || (!caller.admin && user.state === "deleted")) {
         if (!caller.admin) throw new ServiceError("PERMISSION_DENIED", "you may only access your own user");
         throw notFound(req.userId);
       }
-      return { user: toProtoUser(row) };
+      return { user: toProtoUser(user) };
     },
 
     async batchGetUsers(req) {
-      const rows = new Map((await users.findByIds(req.userIds)).map((r) => [r.id, r]));
-      const missing = req.userIds.filter((id) => !rows.has(id));
+      const found = new Map((await users.findByIds(req.userIds)).map((u) => [u.id, u]));
+      const missing = req.userIds.filter((id) => !found.has(id));
       if (missing.length > 0) {
         throw new ServiceError("USER_NOT_FOUND", `users not found: ${[...new Set(missing)].slice(0, 10).join(", ")}`);
       }
-      return { users: req.userIds.map((id) => toProtoUser(rows.get(id) as UserRow)) };
+      return { users: req.userIds.map((id) => toProtoUser(found.get(id) as User)) };
     },
 
-    async updateUser(req, ctx) {
-      const caller = callerOf(ctx);
+    // Who may change which fields is the proto's declaration (ADMIN_OR_SELF with self_updatable_fields),
+    // enforced by the auth interceptor before this runs.
+    async updateUser(req) {
       const u = req.user;
       if (!u || !req.updateMask) throw invalidArgument([{ field: "update_mask", description: "is required" }]);
       if (!uuid.test(u.id)) throw invalidArgument([{ field: "user.id", description: "must be a user id (UUID)" }]);
       const paths = maskPaths(req.updateMask.paths);
-      if (!caller.admin && paths.some((p) => p !== "display_name" && p !== "labels")) {
-        throw new ServiceError("PERMISSION_DENIED", "you may only change display_name and labels of your own user");
-      }
       requiredForUpdate(u, paths);
-      const row = await users.update(
-        u.id,
-        "updated",
-        (row, now) => {
-          if (paths.includes("email")) row.email = u.email;
-          if (paths.includes("display_name")) row.displayName = u.displayName;
-          if (paths.includes("role")) row.role = storedRole(u.role) ?? row.role;
-          if (paths.includes("labels")) row.labels = { ...u.labels };
-          if (paths.includes("state")) {
-            const next: StoredState = u.state === UserState.SUSPENDED ? "suspended" : "active";
-            if (next === "suspended" && row.state !== "suspended") row.tokensValidAfter = now;
-            row.state = next;
-          }
-        },
-        (row) => {
-          if (row.state === "deleted") throw notFound(u.id);
-          checkEtag(row, u.etag);
-        },
-      );
-      return { user: toProtoUser(row) };
+      return { user: toProtoUser(await users.update(u.id, patchOf(u, paths), u.etag)) };
     },
 
     async deleteUser(req) {
-      const row = await users.update(
-        req.userId,
-        "deleted",
-        (row, now) => {
-          row.state = "deleted";
-          row.deleteTime = now;
-          row.tokensValidAfter = now;
-        },
-        (row) => {
-          if (row.state === "deleted") throw notFound(req.userId);
-          checkEtag(row, req.etag);
-        },
-      );
-      return { user: toProtoUser(row) };
+      return { user: toProtoUser(await users.delete(req.userId, req.etag)) };
     },
 
     async undeleteUser(req) {
-      const existing = await users.findById(req.userId);
-      if (!existing) throw notFound(req.userId);
-      if (existing.state !== "deleted") return { user: toProtoUser(existing) };
-      const row = await users.update(
-        req.userId,
-        "undeleted",
-        (row) => {
-          if (row.state !== "deleted") return;
-          row.state = "active";
-          row.deleteTime = null;
-        },
-        () => {},
-      );
-      return { user: toProtoUser(row) };
+      return { user: toProtoUser(await users.undelete(req.userId)) };
     },
   };
 }

@@ -17,35 +17,33 @@ import {
   type WatchUsersResponse,
   WatchUsersResponseSchema,
 } from "../../../gen/user/v1/user_service_pb.js";
-import { standingOf, type TokenStanding } from "../../auth/caller-verifier.ts";
 import type { ChangeEvent, ChangeFeed } from "../../changes/change-feed.ts";
-import { readChangesSince } from "../../changes/change-feed.ts";
-import type { UserSnapshot } from "../../changes/change-log.ts";
+import { logEnd, readChangesSince } from "../../changes/change-feed.ts";
 import { prunedSeq } from "../../changes/change-pruner.ts";
-import { kCaller } from "../../rpc/context.ts";
+import { type Caller, kCaller } from "../../rpc/context.ts";
 import { ServiceError } from "../../rpc/errors.ts";
-import {
-  type Cursor,
-  cursorFromRow,
-  type Filter,
-  filterSql,
-  ID_ORDER,
-  keysetSql,
-  orderBySql,
-  parseFilter,
-  sortKeySelect,
-  toSql,
-} from "../list/index.ts";
-import { toProtoUser } from "../user.mapper.ts";
-import { fromRecord, type UserRecord, userColumns } from "../user.record.ts";
+import { type Filter, parseFilter } from "../list/index.ts";
+import { toProtoUser } from "../user.message.ts";
+import { userFromSnapshot } from "../user.snapshot.ts";
+import type { UserStatus } from "../user.ts";
+import type { UserStore } from "../user-store.ts";
 import { turn } from "./fair-share.ts";
 import { matchesFilter } from "./filter-match.ts";
 import { decodeResumeToken, encodeResumeToken } from "./resume-token.ts";
 
 /** What a watcher needs. */
-export interface WatchDeps extends TokenStanding {
+export interface WatchDeps {
   feed: ChangeFeed;
+  /** The change log's reads (catch-up, the pruned horizon). */
   pool: pg.Pool;
+  /** The initial snapshot (send_initial). */
+  users: Pick<UserStore, "snapshot">;
+  /**
+   * The caller's status while its token still holds (not expired, its session not revoked, its user active
+   * and not re-keyed since the token was issued), else undefined; checked each time the watch wakes. Given
+   * at wiring time by the auth module (the same check the auth interceptor makes on every call).
+   */
+  standing(caller: Caller): Promise<UserStatus | undefined>;
   heartbeatMs: number;
   /** Buffered live events beyond which a slow watcher is ended (it can resume). */
   maxBacklog?: number;
@@ -58,16 +56,6 @@ const eventTypes = {
   undeleted: WatchEventType.UNDELETED,
 } as const;
 
-function snapshotUser(s: UserSnapshot) {
-  return toProtoUser({
-    ...s,
-    createTime: new Date(s.createTime),
-    updateTime: new Date(s.updateTime),
-    deleteTime: s.deleteTime ? new Date(s.deleteTime) : null,
-    tokensValidAfter: null,
-  } as never);
-}
-
 // One message per change, shared by every watcher that sends it (1,000 watchers need not build 1,000).
 const messages = new WeakMap<ChangeEvent, WatchUsersResponse>();
 
@@ -76,7 +64,7 @@ function eventMessage(e: ChangeEvent): WatchUsersResponse {
   if (!m) {
     m = create(WatchUsersResponseSchema, {
       type: eventTypes[e.type],
-      user: snapshotUser(e.snapshot),
+      user: toProtoUser(userFromSnapshot(e.snapshot)),
       eventTime: timestampFromDate(e.time),
       resumeToken: encodeResumeToken(e.seq),
     });
@@ -95,43 +83,6 @@ function marker(type: WatchEventType, seq: number): WatchUsersResponse {
 
 const matches = (filter: Filter | null, e: ChangeEvent) =>
   matchesFilter(filter, e.snapshot) || (e.previous !== null && matchesFilter(filter, e.previous));
-
-/** Reads the matching users and the log position they reflect, in one consistent snapshot. */
-async function* initialSnapshot(
-  pool: pg.Pool,
-  filter: Filter | null,
-  at: { seq: number },
-): AsyncGenerator<WatchUsersResponse[]> {
-  const client = await pool.connect();
-  try {
-    await client.query("begin isolation level repeatable read read only");
-    const { rows } = await client.query<{ seq: string | null }>("select max(seq) as seq from user_changes");
-    at.seq = Number(rows[0]?.seq ?? 0);
-    let cursor: Cursor | null = null;
-    for (;;) {
-      const q = toSql(
-        (p) => `select ${userColumns}, ${sortKeySelect(ID_ORDER)} from users
-          where delete_time is null and ${filterSql(filter, p)} and ${keysetSql(ID_ORDER, cursor, p)}
-          order by ${orderBySql(ID_ORDER)} limit 500`,
-      );
-      const page = await client.query<UserRecord & Record<string, unknown>>(q.sql, q.params);
-      if (page.rows.length === 0) break;
-      yield page.rows.map((r) =>
-        create(WatchUsersResponseSchema, {
-          type: WatchEventType.INITIAL,
-          user: toProtoUser(fromRecord(r)),
-          eventTime: timestampFromDate(new Date()),
-          resumeToken: encodeResumeToken(at.seq),
-        }),
-      );
-      if (page.rows.length < 500) break;
-      cursor = cursorFromRow(ID_ORDER, page.rows[page.rows.length - 1]);
-    }
-    await client.query("commit");
-  } finally {
-    client.release();
-  }
-}
 
 /** Builds the handler. */
 export function createWatchUsers(deps: WatchDeps) {
@@ -167,13 +118,22 @@ export function createWatchUsers(deps: WatchDeps) {
           );
         }
       } else if (req.sendInitial) {
-        const at = { seq: 0 };
-        for await (const page of initialSnapshot(deps.pool, filter, at)) yield* page;
-        last = at.seq;
+        // The matching users and the log position they reflect, from one consistent snapshot.
+        last = 0;
+        for await (const page of deps.users.snapshot(filter)) {
+          last = page.seq;
+          yield* page.users.map((u) =>
+            create(WatchUsersResponseSchema, {
+              type: WatchEventType.INITIAL,
+              user: toProtoUser(u),
+              eventTime: timestampFromDate(new Date()),
+              resumeToken: encodeResumeToken(page.seq),
+            }),
+          );
+        }
         yield marker(WatchEventType.SYNCED, last);
       } else {
-        const { rows } = await deps.pool.query<{ seq: string | null }>("select max(seq) as seq from user_changes");
-        last = Number(rows[0]?.seq ?? 0);
+        last = await logEnd(deps.pool);
       }
       let lastSent = Date.now();
 
@@ -203,7 +163,9 @@ export function createWatchUsers(deps: WatchDeps) {
           if (reason instanceof ConnectError) throw reason;
           return;
         }
-        const status = await standingOf(caller, deps);
+        // Not the proto's access declaration again: that was checked once, when the watch began; a watch
+        // lives on, so it ends when its token is revoked or expires, or its caller is no longer an admin.
+        const status = await deps.standing(caller);
         if (status?.role !== "admin") {
           throw new ServiceError(
             "UNAUTHENTICATED",

@@ -5,18 +5,9 @@
  * same commit-time ordering as every other write (see src/changes/change-log.ts).
  */
 import type pg from "pg";
-import type { UserSnapshot } from "../changes/change-log.ts";
-import type { StoredRole } from "./user.entity.ts";
-
-/** One valid row, ready to insert. */
-export interface ImportRow {
-  id: string;
-  email: string;
-  displayName: string;
-  role: StoredRole;
-  labels: Record<string, string>;
-  passwordHash: string;
-}
+import { snapshotOf } from "../user.snapshot.ts";
+import { newUser } from "../user.ts";
+import type { ImportedUser } from "../user-store.ts";
 
 const insertUsers = `
   insert into users (id, email, display_name, role, state, labels, password_hash, version, create_time, update_time)
@@ -34,7 +25,7 @@ const insertChanges = `
   order by s.n`;
 
 /** Inserts a batch; returns the ids created (the others were skipped as already present). */
-export async function insertImportBatch(pool: pg.Pool, rows: readonly ImportRow[]): Promise<Set<string>> {
+export async function insertImportBatch(pool: pg.Pool, rows: readonly ImportedUser[]): Promise<Set<string>> {
   const client = await pool.connect();
   try {
     await client.query("begin");
@@ -51,23 +42,8 @@ export async function insertImportBatch(pool: pg.Pool, rows: readonly ImportRow[
     const created = new Set(res.rows.map((r) => r.id));
     if (created.size > 0) {
       const made = rows.filter((r) => created.has(r.id));
-      const time = now.toISOString();
-      const snapshots = made.map(
-        (r): UserSnapshot => ({
-          id: r.id,
-          email: r.email,
-          displayName: r.displayName,
-          role: r.role,
-          state: "active",
-          labels: r.labels,
-          version: 1,
-          createTime: time,
-          updateTime: time,
-          deleteTime: null,
-          tokensValidAfter: null,
-        }),
-      );
-      await client.query(insertChanges, [made.map((r) => r.id), snapshots.map((s) => JSON.stringify(s))]);
+      const snapshots = made.map((r) => JSON.stringify(snapshotOf(newUser(r.id, r, now))));
+      await client.query(insertChanges, [made.map((r) => r.id), snapshots]);
     }
     await client.query("commit");
     return created;

@@ -1,0 +1,109 @@
+/**
+ * Where users are kept: the one interface every reader and writer of users goes through. The PostgreSQL
+ * implementation is ./pg/pg-user-store.ts; ./user-cache.ts decorates any store so that findById and status
+ * are served from memory. Both are chosen in src/app/features.ts; nothing else names them.
+ *
+ * Writes are the resource's transitions (create, update, delete, undelete, a new password). Each runs in one
+ * transaction that locks the user's row, bumps its version, appends the change to the change log and, when
+ * the user's tokens die (suspension, deletion, password change), ends every session of the user in that same
+ * transaction (the `onTokensRevoked` hook the implementation is given).
+ */
+import type { EntityManager } from "@mikro-orm/postgresql";
+import type { Cursor, Filter, PageRequest } from "./list/index.ts";
+import type { NewUser, RoleName, User, UserPatch, UserStatus, UserWithHash } from "./user.ts";
+
+/** A transaction of the store's database, for work that must commit or fail with a user write. */
+export type StoreTransaction = EntityManager;
+
+/** Called inside a write's transaction, with the user's row locked, when the user's tokens die at `at`. */
+export type TokensRevokedHook = (tx: StoreTransaction, userId: string, at: Date) => Promise<void>;
+
+/** A CreateUser retry key: the same caller and request id create at most one user. */
+export interface IdempotencyKey {
+  callerId: string;
+  requestId: string;
+}
+
+/** One page of a listing: the parsed request, where it starts, and how many users at most. */
+export interface PageQuery {
+  request: PageRequest;
+  after: Cursor | null;
+  size: number;
+}
+
+/** A page, where the next one starts (null: this is the last), and how many users match in all. */
+export interface Page {
+  users: User[];
+  next: Cursor | null;
+  total: number;
+}
+
+/** Users of a consistent snapshot, and the change-log position (seq) the snapshot reflects. */
+export interface SnapshotPage {
+  seq: number;
+  users: User[];
+}
+
+/** One row of a bulk import, already valid and hashed. */
+export interface ImportedUser {
+  id: string;
+  email: string;
+  displayName: string;
+  role: RoleName;
+  labels: Record<string, string>;
+  passwordHash: string;
+}
+
+/** What the auth service, the token check and sessions need of users. */
+export interface UserCredentials {
+  /** The auth facts of a user (deleted ones included), or null when there is none: the check of every call. */
+  status(id: string): Promise<UserStatus | null>;
+  /**
+   * Share-locks the user's row in `tx` and returns its status, or null when there is none: a write to the
+   * user waits for `tx`, and `tx` waits for a write in progress (sessions lock user, then session: ADR 0013).
+   */
+  lockStatus(tx: StoreTransaction, id: string): Promise<UserStatus | null>;
+  /** The user that is not deleted with this email (any case), with its password hash. */
+  findByEmailWithHash(email: string): Promise<UserWithHash | null>;
+  /** A user by id (deleted ones included) with its password hash, or null. */
+  findByIdWithHash(id: string): Promise<UserWithHash | null>;
+  /**
+   * Swaps a password hash for a stronger one of the same password (bcrypt from an import to argon2id), if
+   * the user still has `oldHash`. Not a change of the user resource: no version bump, no change-log event.
+   */
+  replaceHash(id: string, oldHash: string, newHash: string): Promise<void>;
+  /** Gives the user a new password hash and revokes every token and session it had. */
+  setPassword(id: string, passwordHash: string): Promise<User>;
+}
+
+/** The users. Writes throw ServiceError USER_NOT_FOUND, EMAIL_TAKEN or ETAG_MISMATCH. */
+export interface UserStore extends UserCredentials {
+  /** A user by id (deleted ones included), or null. */
+  findById(id: string): Promise<User | null>;
+  /** Users by ids, in no particular order; missing ids are simply absent. */
+  findByIds(ids: readonly string[]): Promise<User[]>;
+  /** One page of the users matching a request, in its order, by keyset. */
+  list(query: PageQuery): Promise<Page>;
+  /**
+   * Every matching user exactly once, in id order, in batches, one query at a time (memory stays flat).
+   * When `signal` aborts before the end, throws its reason (the caller decides what a cut-short stream means).
+   */
+  stream(query: { filter: Filter | null; showDeleted: boolean }, signal: AbortSignal): AsyncGenerator<User[]>;
+  /**
+   * The users that are not deleted and match `filter`, in id order, in batches, all from one snapshot, each
+   * batch with the change-log position of that snapshot. Yields at least once (an empty batch for none).
+   */
+  snapshot(filter: Filter | null): AsyncGenerator<SnapshotPage>;
+  /** True when at least one admin that is not deleted exists. */
+  hasAdmin(): Promise<boolean>;
+  /** Creates a user (active, version 1). With `idempotency`, a retry returns the first one's user. */
+  create(input: NewUser, idempotency?: IdempotencyKey): Promise<User>;
+  /** Updates a user that is not deleted; `etag` ("" for any) must be its current one. */
+  update(id: string, patch: UserPatch, etag: string): Promise<User>;
+  /** Soft-deletes a user that is not deleted; `etag` ("" for any) must be its current one. */
+  delete(id: string, etag: string): Promise<User>;
+  /** Restores a soft-deleted user; a user that is not deleted is returned as it is. */
+  undelete(id: string): Promise<User>;
+  /** Inserts a batch of new users in one transaction, skipping emails already taken; returns the ids created. */
+  importBatch(users: readonly ImportedUser[]): Promise<Set<string>>;
+}
