@@ -9,7 +9,10 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { cleanUp as cleanUpFanout, fanout } from "./scenarios/fanout.ts";
 import { cleanUp as cleanUpGetUser, getUser, getUser1m } from "./scenarios/getuser.ts";
+import { cleanUp as cleanUpWritersScaling, writersScaling } from "./scenarios/writers-scaling.ts";
+import { cleanUp as cleanUpWrites, writes } from "./scenarios/writes.ts";
 import { repoRoot } from "./servers.ts";
 
 /** A scenario: runs, returns its markdown report; `cleanUp` stops what it started (on SIGINT). */
@@ -22,6 +25,9 @@ interface Scenario {
 const scenarios: Record<string, Scenario> = {
   getuser: { run: getUser, cleanUp: cleanUpGetUser },
   "getuser-1m": { run: getUser1m, cleanUp: cleanUpGetUser },
+  writes: { run: writes, cleanUp: cleanUpWrites },
+  "writers-scaling": { run: writersScaling, cleanUp: cleanUpWritersScaling },
+  fanout: { run: fanout, cleanUp: cleanUpFanout },
 };
 
 const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
