@@ -382,7 +382,7 @@ export function loadConfig(env: Env): Config {
     rateLimitChangePasswordPerMinute: int(env, "RATE_LIMIT_CHANGE_PASSWORD_PER_MINUTE", 5, 1, 1_000_000),
     tracing: tracingConfig(env),
     unaryFastPath: bool(env, "UNARY_FAST_PATH", true),
-    userCacheSize: int(env, "USER_CACHE_SIZE", 100_000, 0, 10_000_000),
+    userCacheSize: int(env, "USER_CACHE_SIZE", 1_000_000, 0, 10_000_000),
     hashQueueMax: optional(env, "HASH_QUEUE_MAX") === undefined ? undefined : int(env, "HASH_QUEUE_MAX", 0, 1, 100_000),
     pruneIntervalMs: duration(env, "PRUNE_INTERVAL", "1m"),
     h2MaxConcurrentStreams: int(env, "H2_MAX_CONCURRENT_STREAMS", 100, 1, 1_000_000),

@@ -12,6 +12,8 @@
  * - A write through this replica forgets the user before the call answers, so the next read loads the
  *   committed row: a read after a write through the same replica always sees it.
  * - A load is not kept when a change was applied while it ran (it may have read the row before that change).
+ * - Concurrent reads of an id that is not cached share one load, unless a change was applied or a local
+ *   write forgot a user since it began (docs/adr/0017).
  * - While the feed is not current (its connection dropped, or it has not caught up since it came back),
  *   changes may be missing: `findById` reads the store and keeps nothing. `status` (the auth check) keeps
  *   using entries, as the token check always did; they are exact again once the feed has caught up, because
@@ -20,7 +22,7 @@
 import type { ChangeEvent, ChangeListener } from "../changes/change-feed.ts";
 import { userFromSnapshot } from "./user.snapshot.ts";
 import { statusOf, type User, type UserStatus } from "./user.ts";
-import { Columns, type CompactUser, compactOf, PRESENT } from "./user-cache.columns.ts";
+import { Columns, type CompactUser, compactOf } from "./user-cache.columns.ts";
 import type { UserStore } from "./user-store.ts";
 
 /** What the cache needs of the change feed. */
@@ -57,17 +59,19 @@ export interface CachedUserStore extends UserStore {
 /** Decorates `store` with the cache, subscribed to the feed from now on. */
 export function withUserCache(store: UserStore, opts: UserCacheOptions): CachedUserStore {
   const { feed, max } = opts;
-  const slots = new Map<string, number>();
   const columns = new Columns(Math.min(max, 1024), max);
   // Bumped by every applied change and every forget: a load that saw a bump meanwhile is not kept.
   let epoch = 0;
   // While warming: the users changed since warming began (their warmed rows may be stale; skipped).
   let changedWhileWarming: Set<string> | undefined;
+  // Loads under way, by id: a read of the same id joins one instead of sending its own query, as long as
+  // nothing was applied or forgotten since it began (then it reads exactly what a query sent now would).
+  const loading = new Map<string, { epoch: number; user: Promise<User | null> }>();
 
-  /** The slot of a cached id, marked as read (a hit only sets a flag: nothing moves in the map). */
-  function cached(id: string): number | undefined {
-    const slot = slots.get(id);
-    if (slot !== undefined) columns.used[slot] = 1;
+  /** The slot of a cached id, marked as read (a hit only sets a bit: nothing moves). -1 when not cached. */
+  function cached(id: string): number {
+    const slot = columns.find(id);
+    if (slot >= 0) columns.markUsed(slot);
     return slot;
   }
 
@@ -77,40 +81,46 @@ export function withUserCache(store: UserStore, opts: UserCacheOptions): CachedU
   function evictOne(): void {
     for (let steps = 0; steps <= 2 * columns.count; steps++) {
       hand = hand + 1 < columns.count ? hand + 1 : 0;
-      const id = columns.ids[hand];
-      if (id === undefined) continue;
-      if (columns.used[hand]) columns.used[hand] = 0;
-      else {
-        slots.delete(id);
-        columns.release(hand);
-        return;
-      }
+      if (columns.isFree(hand) || columns.takeUsed(hand)) continue;
+      columns.release(hand);
+      return;
     }
   }
 
   function drop(id: string): void {
-    const slot = slots.get(id);
-    if (slot === undefined) return;
-    slots.delete(id);
-    columns.release(slot);
+    const slot = columns.find(id);
+    if (slot >= 0) columns.release(slot);
   }
 
   /** Keeps a user (or that there is none) under its id, evicting another when full. */
   function keep(id: string, u: CompactUser | null): void {
-    let slot = slots.get(id);
-    if (slot === undefined) {
-      if (slots.size >= max) evictOne();
+    let slot = columns.find(id);
+    if (slot < 0) {
+      if (columns.size() >= max) evictOne();
       slot = columns.alloc(id);
-      slots.set(id, slot);
+      if (slot < 0) return; // not a canonical UUID: never cached
     }
-    if (!columns.write(slot, u)) drop(id);
+    if (!columns.write(slot, u)) columns.release(slot);
   }
 
-  async function load(id: string): Promise<User | null> {
+  function load(id: string): Promise<User | null> {
+    const under = loading.get(id);
+    if (under && under.epoch === epoch) return under.user.then(copyOf);
     const started = epoch;
-    const user = await store.findById(id);
-    if (epoch === started && max > 0 && feed.isCurrent()) keep(id, user ? compactOf(user) : null);
-    return user;
+    const done = () => {
+      if (loading.get(id) === entry) loading.delete(id);
+    };
+    const entry = {
+      epoch: started,
+      user: store.findById(id).then((user) => {
+        done();
+        if (epoch === started && max > 0 && feed.isCurrent()) keep(id, user ? compactOf(user) : null);
+        return user;
+      }),
+    };
+    entry.user.catch(done);
+    loading.set(id, entry);
+    return entry.user;
   }
 
   function changed(id: string): void {
@@ -122,10 +132,10 @@ export function withUserCache(store: UserStore, opts: UserCacheOptions): CachedU
   function apply(events: readonly ChangeEvent[]): void {
     for (const e of events) {
       changed(e.userId);
-      const slot = slots.get(e.userId);
-      if (slot === undefined) continue;
-      if (columns.kind[slot] === PRESENT && columns.version[slot] >= e.snapshot.version) continue;
-      if (!columns.write(slot, compactOf(userFromSnapshot(e.snapshot)))) drop(e.userId);
+      const slot = columns.find(e.userId);
+      if (slot < 0) continue;
+      if (columns.isPresent(slot) && columns.version(slot) >= e.snapshot.version) continue;
+      if (!columns.write(slot, compactOf(userFromSnapshot(e.snapshot)))) columns.release(slot);
     }
   }
   feed.subscribe(apply);
@@ -143,14 +153,14 @@ export function withUserCache(store: UserStore, opts: UserCacheOptions): CachedU
     async findById(id: string): Promise<User | null> {
       if (!feed.isCurrent()) return store.findById(id);
       const slot = cached(id);
-      if (slot === undefined) return load(id);
-      return columns.kind[slot] === PRESENT ? columns.user(slot) : null;
+      if (slot < 0) return load(id);
+      return columns.isPresent(slot) ? columns.user(slot) : null;
     },
 
     /** What the auth check needs of a user, or null when there is none. */
     async status(id: string): Promise<UserStatus | null> {
       const slot = cached(id);
-      return slot !== undefined ? columns.status(slot) : statusOf(await load(id));
+      return slot >= 0 ? columns.status(slot) : statusOf(await load(id));
     },
 
     create: async (input, idempotency) => written(await store.create(input, idempotency)),
@@ -177,14 +187,14 @@ export function withUserCache(store: UserStore, opts: UserCacheOptions): CachedU
       let loaded = 0;
       let after = "00000000-0000-0000-0000-000000000000";
       try {
-        while (slots.size < max && feed.isCurrent()) {
+        while (columns.size() < max && feed.isCurrent()) {
           const users = await opts.warmBatch(after, batch);
           if (!feed.isCurrent()) break;
           for (const u of users) {
-            if (slots.size >= max) break;
-            if (slots.has(u.id) || changedWhileWarming.has(u.id)) continue;
+            if (columns.size() >= max) break;
+            if (columns.find(u.id) >= 0 || changedWhileWarming.has(u.id)) continue;
             keep(u.id, u);
-            if (slots.has(u.id)) loaded++;
+            if (columns.find(u.id) >= 0) loaded++;
           }
           if (users.length < batch) break;
           after = users[users.length - 1].id;
@@ -198,6 +208,11 @@ export function withUserCache(store: UserStore, opts: UserCacheOptions): CachedU
       return loaded;
     },
 
-    size: () => slots.size,
+    size: () => columns.size(),
   };
+}
+
+/** A copy for a read that joined another's load (each caller gets its own object, as from the store). */
+function copyOf(user: User | null): User | null {
+  return user && { ...user, labels: { ...user.labels } };
 }
