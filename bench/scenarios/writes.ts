@@ -1,6 +1,6 @@
 /**
  * The `writes` scenario (issue 14): UpdateUser, CreateUser and DeleteUser through the service, each next to
- * pgbench running the same transaction on the same database.
+ * pgbench running the same statements on the same database.
  *
  * PostgreSQL (embedded, data in a temporary directory, restarted once to preload pg_stat_statements; or
  * BENCH_DATABASE_URL) is seeded with N users (bench/seed.ts). Then, for each operation:
@@ -9,7 +9,7 @@
  *    with BENCH_WRITES_IN_FLIGHT calls in flight from a load-generating child process (writes-load.ts), every
  *    answer checked; the change log must have grown by exactly one row per successful call;
  * 2. with the service stopped, pgbench (`-M prepared`, BENCH_PGBENCH_CLIENTS clients, same warm-up and
- *    duration) runs the service's transaction for that call as SQL (PGBENCH_SCRIPTS below), its commit
+ *    duration) runs the service's statements for that call as SQL (PGBENCH_SCRIPTS below), its commit
  *    trigger included; the change log must have grown by one row per transaction;
  * 3. pgbench runs the bare statement alone (no transaction block, no change log): the database's own speed
  *    for the row change.
@@ -47,26 +47,32 @@ import { type LoadResult, runServiceLoad, stopLoads, type WriteOp } from "./writ
 // The pgbench references: the service's write path, written out as SQL.
 //
 // THESE SCRIPTS MUST FOLLOW THE SERVICE'S WRITE PATH. They are what the service sends today for each call
-// (src/users/pg/user-writes.ts through MikroORM: BEGIN; SELECT ... FOR UPDATE of the user; UPDATE of the
-// changed columns; INSERT INTO user_changes with the snapshot after and before; COMMIT, where the deferred
-// trigger of Migration20261122000100 takes the advisory lock, assigns seq and calls pg_notify; a delete also
-// ends the user's sessions: src/auth/session.repository.ts revokeUserSessions). When the service's write path
-// changes (e.g. to a single UPDATE ... RETURNING with the change-log insert in the same statement), change
-// the script of that call here with it. The report lists the statements per call of the service and of each
-// script (pg_stat_statements), so a script that no longer matches shows there.
+// (src/users/pg/user-writes.ts and user-statements.ts, docs/adr/0015), each statement in autocommit:
+// - UpdateUser, DeleteUser: the SELECT of the user by id (no lock: src/users/pg/user-reads.ts), then ONE
+//   statement, a data-modifying CTE: the UPDATE of the row where id and version are those read (every column
+//   set), the INSERT INTO user_changes of the snapshot after and before, from the updated row, and for a
+//   delete the UPDATE of the user's sessions joined on the updated row (src/auth/session.repository.ts
+//   revokeUserSessionsSql). Its implicit COMMIT runs the change log's deferred trigger, as the database
+//   defines it (the scripts name no trigger: whatever the migrations installed runs for both sides).
+// - CreateUser without a request id: ONE statement, the INSERT of the user and of its change-log row.
+// The service builds the snapshots in TypeScript and sends them as parameters; pgbench builds them in SQL
+// (jsonb_build_object over the row). When the service's write path changes, change the script of that call
+// here with it. The report lists the statements per call of the service and of each script
+// (pg_stat_statements), so a script that no longer matches shows there.
 //
 // pgbench syntax: one SQL command per `;` (it may span lines), `\set` evaluates an expression, `\gset p_`
-// after a query (instead of its `;`) stores its one row's columns as variables p_<column>. Under
-// `-M prepared` every :variable is a bind parameter. Variables given with -D by the scenario: users (update:
-// ids are drawn from bench users 0..users-1), tag (create: unique emails per run), first, count, clients,
-// seed, j=-1 (delete: each client walks its own slice of a pseudo-random permutation of the users
-// first..first+count-1, so each is deleted at most once), j=-1 (create: a per-client counter).
+// after a query (instead of its `;`) stores its one row's columns as variables p_<column> (NULL as "").
+// `\if` runs the lines up to `\endif` when its expression holds. Under `-M prepared` every :variable is a bind
+// parameter. Variables given with -D by the scenario: users (update: ids are drawn from bench users
+// 0..users-1), tag (create: unique emails per run), first, count, clients, seed, j=-1 (delete: each client
+// walks its own slice of a pseudo-random permutation of the users first..first+count-1, so each is deleted
+// at most once), j=-1 (create: a per-client counter).
 // =========================================================================================================
 
 const ID_PREFIX = benchUserId(0).slice(0, -ID_DIGITS);
 /** The id of bench user `index` (an SQL expression) as SQL. */
 const benchId = (index: string) => `('${ID_PREFIX}' || lpad((${index})::text, ${ID_DIGITS}, '0'))::uuid`;
-/** The columns the service reads when it locks a user (every column but password_hash). */
+/** The columns the service reads of a user (every column but password_hash). */
 const USER_COLUMNS =
   "id, email, display_name, role, state, labels, version, create_time, update_time, delete_time, tokens_valid_after";
 /** The change log's snapshot of a users row `u` (src/changes/change-log.ts UserSnapshot), built in SQL. */
@@ -74,32 +80,61 @@ const snapshotOf = (u: string) =>
   `jsonb_build_object('id', ${u}.id, 'email', ${u}.email, 'displayName', ${u}.display_name, 'role', ${u}.role,
       'state', ${u}.state, 'labels', ${u}.labels, 'version', ${u}.version, 'createTime', ${u}.create_time,
       'updateTime', ${u}.update_time, 'deleteTime', ${u}.delete_time, 'tokensValidAfter', ${u}.tokens_valid_after)`;
-/** The service's SELECT ... FOR UPDATE of user `index`; stores old_<column> and old_previous (its snapshot). */
-const lockUser = (index: string) => `SELECT ${USER_COLUMNS},
+/** The service's read of user `index` (no lock); stores old_<column> and old_previous (its snapshot). */
+const readUser = (index: string) => `SELECT ${USER_COLUMNS},
   ${snapshotOf("u")} AS previous
-  FROM users u WHERE u.id = ${benchId(index)} LIMIT 1 FOR UPDATE \\gset old_`;
-/** The service's change-log append of the (already written) user row `id`. */
-const appendChange = (type: string, id: string, previous: string, revokeBefore: string) =>
-  `INSERT INTO user_changes (user_id, type, snapshot, previous, revoke_before)
-  SELECT u.id, '${type}', ${snapshotOf("u")},
-         ${previous}, ${revokeBefore}
-  FROM users u WHERE u.id = ${id};`;
+  FROM users u WHERE u.id = ${benchId(index)} \\gset old_`;
+/** A column that may be NULL, as \gset stored it ("" for NULL). */
+const orNull = (column: string, type: string) => `NULLIF(:old_${column}, '')::${type}`;
+/**
+ * The service's write of the user read: one statement. It sets every column, as the service does: those in
+ * `set` to their new values, the others to the values read.
+ */
+const writeUser = (type: string, set: Record<string, string>, revoke: boolean) => {
+  const columns: Record<string, string> = {
+    email: ":old_email",
+    display_name: ":old_display_name",
+    role: ":old_role",
+    state: ":old_state",
+    labels: ":old_labels::jsonb",
+    version: ":old_version::int + 1",
+    update_time: "now()",
+    delete_time: orNull("delete_time", "timestamptz"),
+    tokens_valid_after: orNull("tokens_valid_after", "timestamptz"),
+    ...set,
+  };
+  const assignments = Object.entries(columns).map(([c, v]) => `${c} = ${v}`);
+  const ctes = [
+    `upd AS (UPDATE users SET ${assignments.join(", ")}
+    WHERE id = :old_id::uuid AND version = :old_version::int RETURNING *)`,
+    `chg AS (INSERT INTO user_changes (user_id, type, snapshot, previous, revoke_before)
+    SELECT upd.id, '${type}', ${snapshotOf("upd")},
+           :old_previous::jsonb, ${revoke ? "upd.tokens_valid_after" : "NULL"} FROM upd)`,
+  ];
+  if (revoke) {
+    ctes.push(`rev AS (UPDATE sessions SET revoke_time = upd.update_time FROM upd
+    WHERE sessions.user_id = upd.id AND sessions.revoke_time IS NULL)`);
+  }
+  return `WITH ${ctes.join(",\n  ")}\nSELECT count(*) AS changed FROM upd \\gset w_`;
+};
 
 /** The statements the change log's commit trigger runs (Migration20261122000100), told apart in the report. */
 export const TRIGGER_STATEMENTS = [/pg_advisory_xact_lock/i, /update user_changes set seq/i, /pg_notify/i];
 
-/** A pgbench script per call: the service's transaction, and the bare statement alone. */
+/** A pgbench script per call: the service's statements (`transaction`), and the bare statement alone. */
 export const PGBENCH_SCRIPTS: Record<WriteOp, { transaction: string; bare: string }> = {
   // UpdateUser of display_name (update_mask ["display_name"], empty etag).
   update: {
+    // A write that lost a race with another client's for the same row (its version moved on) reads the user
+    // again and writes once more, as the service does.
     transaction: `\\set i random(0, :users - 1)
 \\set n random(1, 999999999)
-BEGIN;
-${lockUser(":i")}
-UPDATE users SET display_name = 'Bench Writer ' || :n, version = :old_version::int + 1, update_time = now()
-  WHERE id = :old_id::uuid;
-${appendChange("updated", ":old_id::uuid", ":old_previous::jsonb", "NULL")}
-END;
+${readUser(":i")}
+${writeUser("updated", { display_name: "'Bench Writer ' || :n" }, false)}
+\\if :w_changed = 0
+${readUser(":i")}
+${writeUser("updated", { display_name: "'Bench Writer ' || :n" }, false)}
+\\endif
 `,
     bare: `\\set i random(0, :users - 1)
 \\set n random(1, 999999999)
@@ -107,17 +142,17 @@ UPDATE users SET display_name = 'Bench Writer ' || :n, version = version + 1, up
   WHERE id = ${benchId(":i")};
 `,
   },
-  // CreateUser without a password and without a request id (no idempotency key).
+  // CreateUser without a password and without a request id (no idempotency key): one statement.
   create: {
     transaction: `\\set j :j + 1
-BEGIN;
-INSERT INTO users (id, email, display_name, role, state, labels, password_hash, version, create_time, update_time,
-                   delete_time, tokens_valid_after)
+WITH ins AS (INSERT INTO users (id, email, display_name, role, state, labels, password_hash, version, create_time,
+                   update_time, delete_time, tokens_valid_after)
   VALUES (gen_random_uuid(), 'pgbench-' || :tag || '-' || :client_id || '-' || :j || '@bench.example',
           'Pgbench User ' || :j, 'user', 'active', '{}', NULL, 1, now(), now(), NULL, NULL)
-  RETURNING id \\gset new_
-${appendChange("created", ":new_id::uuid", "NULL", "NULL")}
-END;
+  RETURNING *),
+  chg AS (INSERT INTO user_changes (user_id, type, snapshot, previous, revoke_before)
+    SELECT ins.id, 'created', ${snapshotOf("ins")}, NULL, NULL FROM ins)
+SELECT 1 AS created FROM ins;
 `,
     bare: `\\set j :j + 1
 INSERT INTO users (id, email, display_name, role, state, labels, password_hash, version, create_time, update_time,
@@ -126,18 +161,12 @@ INSERT INTO users (id, email, display_name, role, state, labels, password_hash, 
           'Pgbench User ' || :j, 'user', 'active', '{}', NULL, 1, now(), now(), NULL, NULL);
 `,
   },
-  // DeleteUser (soft delete) of distinct users: the user's sessions end in the same transaction.
+  // DeleteUser (soft delete) of distinct users: the user's sessions end in the same statement.
   delete: {
     transaction: `\\set j :j + 1
 \\set i :first + permute(:client_id + :clients * :j, :count, :seed)
-BEGIN;
-${lockUser(":i")}
-UPDATE sessions SET revoke_time = now() WHERE user_id = :old_id::uuid AND revoke_time IS NULL;
-UPDATE users SET state = 'deleted', version = :old_version::int + 1, update_time = now(), delete_time = now(),
-                 tokens_valid_after = now()
-  WHERE id = :old_id::uuid;
-${appendChange("deleted", ":old_id::uuid", ":old_previous::jsonb", "u.tokens_valid_after")}
-END;
+${readUser(":i")}
+${writeUser("deleted", { state: "'deleted'", delete_time: "now()", tokens_valid_after: "now()" }, true)}
 `,
     bare: `\\set j :j + 1
 \\set i :first + permute(:client_id + :clients * :j, :count, :seed)
@@ -406,7 +435,7 @@ async function measureWrites(): Promise<string> {
     return {
       op,
       kind,
-      name: `pgbench ${kind === "transaction" ? "the service's transaction" : "the bare statement"}, ${pgClients} clients`,
+      name: `pgbench ${kind === "transaction" ? "the service's statements" : "the bare statement"}, ${pgClients} clients`,
       concurrency: pgClients,
       count: r.transactions,
       rate: r.tps,
@@ -492,7 +521,7 @@ function render(info: Info, ops: WriteOp[], all: Measured[]): string {
     `load-generating child process; pgbench runs ${info.pgClients} clients with \`-M prepared\`, the service stopped. A CHECKPOINT`,
     "precedes every load. The machine is shared: rates and latencies move between runs, CPU per call much less.",
     "",
-    `| operation | service req/s | pgbench tps, the service's transaction | service / pgbench (goal ≥ ${GOAL_RATIO}x, floor ${FLOOR_RATIO}x) | service CPU µs/call (goal ≤ ${GOAL_CPU_US}) | service p50 / p99 ms | pgbench p50 / p99 ms | pgbench tps, bare statement |`,
+    `| operation | service req/s | pgbench tps, the service's statements | service / pgbench (goal ≥ ${GOAL_RATIO}x, floor ${FLOOR_RATIO}x) | service CPU µs/call (goal ≤ ${GOAL_CPU_US}) | service p50 / p99 ms | pgbench p50 / p99 ms | pgbench tps, bare statement |`,
     "|---|--:|--:|--:|--:|--:|--:|--:|",
   ];
   const verdicts: string[] = [];
@@ -565,7 +594,7 @@ function render(info: Info, ops: WriteOp[], all: Measured[]): string {
   for (const op of ops) {
     for (const kind of ["transaction", "bare"] as const) {
       out.push(
-        `<details><summary>${opNames[op]}: ${kind === "transaction" ? "the service's transaction" : "the bare statement"}</summary>`,
+        `<details><summary>${opNames[op]}: ${kind === "transaction" ? "the service's statements" : "the bare statement"}</summary>`,
         "",
         "```sql",
         PGBENCH_SCRIPTS[op][kind].trimEnd(),

@@ -15,7 +15,7 @@ import { createAuthService } from "../auth/auth.service.ts";
 import { createCallerVerifier, standingOf, type TokenStanding } from "../auth/caller-verifier.ts";
 import { createLoginLockout } from "../auth/lockout.ts";
 import { createRevokedSessions } from "../auth/revoked-sessions.ts";
-import { createSessionRepository, revokeUserSessions } from "../auth/session.repository.ts";
+import { createSessionRepository, revokeUserSessionsSql } from "../auth/session.repository.ts";
 import { asymmetricKeys, type SigningKeys, symmetricKeys } from "../auth/signing-keys.ts";
 import { createAccessTokens } from "../auth/tokens.ts";
 import { type ChangeFeed, createChangeFeed } from "../changes/change-feed.ts";
@@ -66,8 +66,8 @@ export async function startFeatures(
   await feed.start();
 
   // The users: PostgreSQL, with GetUser and the auth check served from memory (docs/adr/0007). A write that
-  // kills a user's tokens ends its sessions in the write's own transaction (ADR 0013).
-  const pgUsers = createPgUserStore({ orm, pool, onTokensRevoked: revokeUserSessions });
+  // kills a user's tokens ends its sessions in the write's own statement (ADR 0013, ADR 0015).
+  const pgUsers = createPgUserStore({ pool, revokeSessions: revokeUserSessionsSql });
   const users = withUserCache(pgUsers, { feed, max: config.userCacheSize, warmBatch: pgUsers.warmBatch });
   metrics.registerGauge("user_cache_entries", "Users held in the in-memory user cache.", users.size);
 

@@ -13,7 +13,7 @@ import { randomUUID } from "node:crypto";
 import { LockMode } from "@mikro-orm/core";
 import type { EntityManager } from "@mikro-orm/postgresql";
 import type { Orm } from "../db/orm.ts";
-import type { UserStore } from "../users/user-store.ts";
+import type { RevokeSessionsSql, UserStore } from "../users/user-store.ts";
 import { RefreshTokenEntity } from "./refresh-token.entity.ts";
 import type { RevokedSession } from "./revoked-sessions.ts";
 import { SessionEntity, type SessionRow } from "./session.entity.ts";
@@ -55,14 +55,14 @@ const clientFields = (client: SessionClient) => ({
 });
 
 /**
- * Revokes every live session of a user, in the caller's transaction (a password change, a suspension or a
- * deletion: the user store's `onTokensRevoked` hook, wired in src/app/features.ts), which holds the user's
- * row lock: rotations of the user's sessions in progress have committed (they share-lock the user), later
- * ones wait and then see the revocation.
+ * Revokes every live session of a user inside the statement of a user write that kills its tokens (a password
+ * change, a suspension or a deletion; the user store's `RevokeSessionsSql`, wired in src/app/features.ts).
+ * Joined on the written user's row, it runs holding that row's lock: rotations of the user's sessions in
+ * progress have committed (they share-lock the user), later ones wait and then see the revocation.
  */
-export async function revokeUserSessions(em: EntityManager, userId: string, now: Date): Promise<void> {
-  await em.nativeUpdate(SessionEntity, { userId, revokeTime: null }, { revokeTime: now });
-}
+export const revokeUserSessionsSql: RevokeSessionsSql = (user, at) =>
+  `update sessions set revoke_time = ${at} from ${user}
+    where sessions.user_id = ${user}.id and sessions.revoke_time is null`;
 
 /** Builds the session repository. `users` share-locks a user's row in a rotation's transaction. */
 export function createSessionRepository(orm: Orm, lifetimes: SessionLifetimes, users: Pick<UserStore, "lockStatus">) {

@@ -3,20 +3,25 @@
  * implementation is ./pg/pg-user-store.ts; ./user-cache.ts decorates any store so that findById and status
  * are served from memory. Both are chosen in src/app/features.ts; nothing else names them.
  *
- * Writes are the resource's transitions (create, update, delete, undelete, a new password). Each runs in one
- * transaction that locks the user's row, bumps its version, appends the change to the change log and, when
- * the user's tokens die (suspension, deletion, password change), ends every session of the user in that same
- * transaction (the `onTokensRevoked` hook the implementation is given).
+ * Writes are the resource's transitions (create, update, delete, undelete, a new password). Each commits in
+ * one transaction the user's row with its version bumped, the change's event in the change log and, when the
+ * user's tokens die (suspension, deletion, password change), the end of every session of the user (the
+ * `RevokeSessionsSql` the implementation is given, from the session repository).
  */
 import type { EntityManager } from "@mikro-orm/postgresql";
 import type { Cursor, Filter, PageRequest } from "./list/index.ts";
 import type { NewUser, RoleName, User, UserPatch, UserStatus, UserWithHash } from "./user.ts";
 
-/** A transaction of the store's database, for work that must commit or fail with a user write. */
+/** A transaction of the store's database (a session rotation's), in which lockStatus share-locks a user. */
 export type StoreTransaction = EntityManager;
 
-/** Called inside a write's transaction, with the user's row locked, when the user's tokens die at `at`. */
-export type TokensRevokedHook = (tx: StoreTransaction, userId: string, at: Date) => Promise<void>;
+/**
+ * SQL that ends every live session of one user: a data-modifying statement that a user write runs as a CTE
+ * of its own statement when it kills the user's tokens. `user` names the write's CTE returning the written
+ * user's row (an `id` column; no row when the write did not happen), `at` the parameter holding the instant.
+ * Joined on that row, it runs after the user's row is locked: locks go user, then sessions (ADR 0013).
+ */
+export type RevokeSessionsSql = (user: string, at: string) => string;
 
 /** A CreateUser retry key: the same caller and request id create at most one user. */
 export interface IdempotencyKey {

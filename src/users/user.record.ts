@@ -1,10 +1,9 @@
 /**
- * Users to and from database rows: rows read with raw SQL (pg), MikroORM entities (./user.entity.ts), and
- * the rows the cache is warmed from (instants as epoch ms, so warming makes no Dates).
+ * Users from database rows: rows read with raw SQL (pg), and the rows the cache is warmed from (instants as
+ * epoch ms, so warming makes no Dates).
  */
 
-import type { UserRow } from "./user.entity.ts";
-import type { RoleName, StateName, User, UserWithHash } from "./user.ts";
+import type { RoleName, StateName, User } from "./user.ts";
 import type { CompactUser } from "./user-cache.columns.ts";
 
 /** The columns of a user read with raw SQL (never the password hash). */
@@ -41,42 +40,6 @@ export function userFromRecord(r: UserRecord): User {
     deleteTime: r.delete_time,
     tokensValidAfter: r.tokens_valid_after,
   };
-}
-
-/** The user of an entity (a plain object: never the entity, which its EntityManager still tracks). */
-export function userFromEntity(e: UserRow): User {
-  return {
-    id: e.id,
-    email: e.email,
-    displayName: e.displayName,
-    role: e.role,
-    state: e.state,
-    labels: e.labels,
-    version: e.version,
-    createTime: e.createTime,
-    updateTime: e.updateTime,
-    deleteTime: e.deleteTime ?? null,
-    tokensValidAfter: e.tokensValidAfter ?? null,
-  };
-}
-
-/** The user of an entity loaded with its password hash. */
-export function userWithHashFromEntity(e: UserRow): UserWithHash {
-  return { ...userFromEntity(e), passwordHash: e.passwordHash ?? null };
-}
-
-/** Copies a user's fields onto its entity (after a transition changed them), for the ORM to flush. */
-export function assignToEntity(e: UserRow, u: User): void {
-  e.email = u.email;
-  e.displayName = u.displayName;
-  e.role = u.role;
-  e.state = u.state;
-  e.labels = u.labels;
-  e.version = u.version;
-  e.createTime = u.createTime;
-  e.updateTime = u.updateTime;
-  e.deleteTime = u.deleteTime;
-  e.tokensValidAfter = u.tokensValidAfter;
 }
 
 /** A users row as the cache's warm-up reads it: instants as epoch ms (see warmSql in ./pg/user-reads.ts). */

@@ -1,8 +1,8 @@
 /**
  * Shutdown with a write stuck in the database: another session holds the row's lock, so the write's query
  * and its connection stay busy past the grace period. The caller gets UNAVAILABLE, shutdown still completes
- * (the ORM pool's release is given 10 s, then skipped with a warning naming it), and the write, which was
- * never acknowledged, commits once the lock is released.
+ * (the query pool's release, where user writes run since ADR 0015, is given 10 s, then skipped with a
+ * warning naming it), and the write, which was never acknowledged, commits once the lock is released.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import pg from "pg";
@@ -42,7 +42,7 @@ it("completes, naming the step that did not finish, when a write is stuck on a l
     // Past the grace period the call is answered UNAVAILABLE (retry elsewhere), not reset with the connection.
     expect(await Promise.all(stuck)).toEqual(["Unavailable", "Unavailable"]);
     expect(server.logs).toContainEqual(
-      expect.objectContaining({ step: "ORM pool", msg: expect.stringMatching(/did not finish/) }),
+      expect.objectContaining({ step: "query pool", msg: expect.stringMatching(/did not finish/) }),
     );
     await locker.query("commit");
   } finally {

@@ -344,6 +344,35 @@ describe("UpdateUser etags", () => {
     );
     expect((await row(target.id)).version).toBe(before.version + 5);
   });
+
+  it("applies every one of many racing blind writes once, each version's change logged exactly once", async () => {
+    // 24 writers on one row: most lose the optimistic race more than once and end on the locked path.
+    const before = await row(target.id);
+    const n = 24;
+    const results = await Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        grpc.call(
+          updateUser,
+          { user: { id: target.id, labels: { writer: String(i) } }, updateMask: { paths: ["labels"] } },
+          admin,
+        ),
+      ),
+    );
+    const after = await row(target.id);
+    expect(after.version).toBe(before.version + n);
+    expect(new Set(results.map((r) => r.user?.etag)).size).toBe(n);
+    const logged = await query<{ version: number; previous: number; writer: string }>(
+      server.databaseUrl,
+      `select (snapshot->>'version')::int as version, (previous->>'version')::int as previous,
+         snapshot->'labels'->>'writer' as writer
+       from user_changes where user_id = $1 and type = 'updated' order by id`,
+      [target.id],
+    );
+    expect(logged.map((c) => c.version)).toEqual(Array.from({ length: n }, (_, i) => before.version + 1 + i));
+    expect(logged.every((c) => c.previous === c.version - 1)).toBe(true);
+    expect(new Set(logged.map((c) => c.writer)).size).toBe(n);
+    expect(after.labels).toEqual({ writer: logged[n - 1].writer });
+  });
 });
 
 describe("UpdateUser by a regular user", () => {

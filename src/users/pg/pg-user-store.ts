@@ -1,15 +1,15 @@
 /**
- * The UserStore on PostgreSQL: reads on the raw pg pool (./user-reads.ts), writes through MikroORM
- * (./user-writes.ts), bulk imports in batches (./import-batch.ts). Only src/app/features.ts builds it.
+ * The UserStore on PostgreSQL: reads (./user-reads.ts) and writes (./user-writes.ts, one statement each) on
+ * the raw pg pool with prepared statements, bulk imports in batches (./import-batch.ts). The ORM is used only
+ * for lockStatus, inside a session rotation's transaction. Only src/app/features.ts builds it.
  */
 import type pg from "pg";
-import type { Orm } from "../../db/orm.ts";
-import { applyPatch, markDeleted, markPasswordChanged, markUndeleted, statusOf, type User } from "../user.ts";
+import { applyPatch, markDeleted, markPasswordChanged, markUndeleted, statusOf } from "../user.ts";
 import type { CompactUser } from "../user-cache.columns.ts";
-import type { TokensRevokedHook, UserStore } from "../user-store.ts";
+import type { RevokeSessionsSql, UserStore } from "../user-store.ts";
 import { insertImportBatch } from "./import-batch.ts";
 import { createUserReads } from "./user-reads.ts";
-import { createUserWrites, liveWithEtag, notFound } from "./user-writes.ts";
+import { createUserWrites, liveWithEtag } from "./user-writes.ts";
 
 /** The store, and the read the cache warms from. */
 export interface PgUserStore extends UserStore {
@@ -17,10 +17,10 @@ export interface PgUserStore extends UserStore {
   warmBatch(afterId: string, limit: number): Promise<CompactUser[]>;
 }
 
-/** Builds the store. `onTokensRevoked` runs in a write's transaction when it kills the user's tokens. */
-export function createPgUserStore(deps: { orm: Orm; pool: pg.Pool; onTokensRevoked: TokensRevokedHook }): PgUserStore {
+/** Builds the store. `revokeSessions` ends a user's sessions inside a write that kills the user's tokens. */
+export function createPgUserStore(deps: { pool: pg.Pool; revokeSessions: RevokeSessionsSql }): PgUserStore {
   const reads = createUserReads(deps.pool);
-  const writes = createUserWrites(deps.orm, deps.pool, { onTokensRevoked: deps.onTokensRevoked });
+  const writes = createUserWrites(deps.pool, { findById: reads.findById, revokeSessions: deps.revokeSessions });
 
   return {
     findById: reads.findById,
@@ -45,12 +45,8 @@ export function createPgUserStore(deps: { orm: Orm; pool: pg.Pool; onTokensRevok
 
     delete: (id, etag) => writes.transition(id, { type: "deleted", check: liveWithEtag(id, etag), apply: markDeleted }),
 
-    async undelete(id: string): Promise<User> {
-      const existing = await reads.findById(id);
-      if (!existing) throw notFound(id);
-      if (existing.state !== "deleted") return existing;
-      return writes.transition(id, { type: "undeleted", apply: markUndeleted });
-    },
+    undelete: (id) =>
+      writes.transition(id, { type: "undeleted", unchanged: (user) => user.state !== "deleted", apply: markUndeleted }),
 
     importBatch: (users) => insertImportBatch(deps.pool, users),
 

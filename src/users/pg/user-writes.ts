@@ -1,40 +1,64 @@
 /**
- * The writes of the PostgreSQL user store, through MikroORM (docs/adr/0004). Every method forks its own
- * EntityManager, so calls never share an identity map. A transition locks the row (`FOR UPDATE`) in a
- * transaction, applies the domain's change to it (../user.ts), bumps the version, ends the user's sessions
- * when its tokens die (the `onTokensRevoked` hook, in the same transaction: ADR 0013) and appends the change
- * to the change log, all committed together.
+ * The writes of the PostgreSQL user store, on the raw pg pool (docs/adr/0015). A transition reads the user
+ * (no lock), applies the domain's change to it in TypeScript (../user.ts), and writes it with one statement
+ * (./user-statements.ts) that changes the row only if its version is still the one read, appends the change
+ * to the change log and, when the user's tokens die, ends its sessions: one round trip, one transaction.
+ * When the version moved on, the user is read again: a given etag then no longer matches (ETAG_MISMATCH), a
+ * blind write (etag "") is applied again to the newer user, and after a few lost races it takes the row lock
+ * first, so it always ends.
+ *
+ * The credentials' reads use pg prepared statements too; only lockStatus, which joins a session rotation's
+ * ORM transaction, stays on MikroORM.
  */
 import { randomUUID } from "node:crypto";
-import { LockMode, raw, UniqueConstraintViolationException } from "@mikro-orm/core";
-import type { EntityManager } from "@mikro-orm/postgresql";
+import { LockMode } from "@mikro-orm/core";
 import type pg from "pg";
-import { appendChange, type ChangeType } from "../../changes/change-log.ts";
-import type { Orm } from "../../db/orm.ts";
+import type { ChangeType } from "../../changes/change-log.ts";
+import { sqlStateOf } from "../../db/errors.ts";
 import { ServiceError } from "../../rpc/errors.ts";
 import { UserEntity } from "../user.entity.ts";
-import { assignToEntity, userFromEntity, userWithHashFromEntity } from "../user.record.ts";
+import { type UserRecord, userFromRecord } from "../user.record.ts";
 import { snapshotOf } from "../user.snapshot.ts";
 import { etagOf, type NewUser, newUser, type User, type UserStatus, type UserWithHash } from "../user.ts";
-import type { IdempotencyKey, StoreTransaction, TokensRevokedHook } from "../user-store.ts";
+import type { IdempotencyKey, RevokeSessionsSql, StoreTransaction } from "../user-store.ts";
+import {
+  adminExists,
+  createStatement,
+  idempotentUser,
+  type Statement,
+  transitionStatement,
+  userForUpdate,
+  userWithHashByEmail,
+  userWithHashById,
+} from "./user-statements.ts";
 
-const emailTaken = () => new ServiceError("EMAIL_TAKEN", "a user with this email already exists");
 /** USER_NOT_FOUND. */
 export const notFound = (id: string) => new ServiceError("USER_NOT_FOUND", `user ${id} not found`);
 
+/** Optimistic attempts of a blind write before it locks the row. */
+const OPTIMISTIC_ATTEMPTS = 3;
+/** Attempts of an idempotent create whose key vanished (pruned) between its claim and the read of it. */
+const CREATE_ATTEMPTS = 3;
+
+/** The one unique index a write can break: email among users that are not deleted. */
 async function translateUnique<T>(work: () => Promise<T>): Promise<T> {
   try {
     return await work();
   } catch (err) {
-    if (err instanceof UniqueConstraintViolationException) throw emailTaken();
+    if (sqlStateOf(err) === "23505" && (err as { constraint?: string }).constraint === "users_email_live_key") {
+      throw new ServiceError("EMAIL_TAKEN", "a user with this email already exists");
+    }
     throw err;
   }
 }
 
-/** A change to a user: what it is, a check of the user as it is (under the lock), and the change itself. */
+/** A change to a user: what it is, a check of the user as read, and the change itself. */
 export interface Transition {
   type: ChangeType;
+  /** Throws when the change may not be made to this user (run on every read of it). */
   check?: (user: User) => void;
+  /** True when there is nothing to change: the user is returned as read and nothing is written. */
+  unchanged?: (user: User) => boolean;
   apply: (user: User, now: Date) => void;
   /** A new password hash to store with it. */
   passwordHash?: string;
@@ -50,90 +74,175 @@ export function liveWithEtag(id: string, etag: string): (user: User) => void {
   };
 }
 
-/** Builds the writes. */
-export function createUserWrites(orm: Orm, pool: pg.Pool, hooks: { onTokensRevoked: TokensRevokedHook }) {
-  const fork = (): EntityManager => orm.em.fork() as EntityManager;
+type Queryable = Pick<pg.Pool, "query">;
+
+const run = <R extends pg.QueryResultRow>(db: Queryable, s: Statement, values: unknown[]) =>
+  db.query<R>({ name: s.name, text: s.text, values });
+
+const withHash = (r: UserRecord & { password_hash: string | null }): UserWithHash => ({
+  ...userFromRecord(r),
+  passwordHash: r.password_hash,
+});
+
+/** Builds the writes. `findById` is the store's read of a user (a prepared statement on the same pool). */
+export function createUserWrites(
+  pool: pg.Pool,
+  deps: { findById: (id: string) => Promise<User | null>; revokeSessions: RevokeSessionsSql },
+) {
+  const statements = {
+    plain: transitionStatement({ hash: false, revoke: null }),
+    revoke: transitionStatement({ hash: false, revoke: deps.revokeSessions }),
+    hash: transitionStatement({ hash: true, revoke: null }),
+    hashRevoke: transitionStatement({ hash: true, revoke: deps.revokeSessions }),
+    create: createStatement(false),
+    createIdempotent: createStatement(true),
+  };
+
+  /**
+   * Writes `t` applied to `read` if the row still has `read`'s version; returns the user written, or null
+   * when the version moved on (or the row is gone).
+   */
+  async function write(db: Queryable, read: User, t: Transition): Promise<User | null> {
+    const user: User = { ...read };
+    const previous = snapshotOf(read);
+    const now = new Date();
+    t.apply(user, now);
+    user.version = read.version + 1;
+    user.updateTime = now;
+    const revoked =
+      user.tokensValidAfter != null && user.tokensValidAfter.getTime() !== read.tokensValidAfter?.getTime();
+    const hash = t.passwordHash !== undefined;
+    const statement = hash
+      ? revoked
+        ? statements.hashRevoke
+        : statements.hash
+      : revoked
+        ? statements.revoke
+        : statements.plain;
+    const values: unknown[] = [
+      user.id,
+      read.version,
+      user.email,
+      user.displayName,
+      user.role,
+      user.state,
+      JSON.stringify(user.labels),
+      user.version,
+      user.updateTime,
+      user.deleteTime,
+      user.tokensValidAfter,
+      t.type,
+      JSON.stringify(snapshotOf(user)),
+      JSON.stringify(previous),
+      revoked ? user.tokensValidAfter : null,
+    ];
+    if (hash) values.push(t.passwordHash);
+    const res = await run(db, statement, values);
+    return res.rowCount === 1 ? user : null;
+  }
+
+  /** The user as read, checked; null when there is nothing to write. */
+  function checked(id: string, user: User | null, t: Transition): User | null {
+    if (!user) throw notFound(id);
+    t.check?.(user);
+    return t.unchanged?.(user) ? null : user;
+  }
+
+  /** The locked path: the row locked for the transaction, then the same statement (it cannot lose). */
+  async function lockedTransition(id: string, t: Transition): Promise<User> {
+    const client = await pool.connect();
+    let open = true;
+    let broken: Error | undefined;
+    try {
+      await client.query("begin");
+      const res = await run<UserRecord>(client, userForUpdate, [id]);
+      const read = res.rows[0] ? userFromRecord(res.rows[0]) : null;
+      const user = checked(id, read, t);
+      const written = user && (await write(client, user, t));
+      await client.query("commit");
+      open = false;
+      if (!user) return read as User;
+      if (!written) throw new Error(`user ${id}: the locked write changed no row`);
+      return written;
+    } finally {
+      if (open) await client.query("rollback").catch((err: Error) => (broken = err));
+      // A connection whose rollback failed is closed rather than pooled in a transaction.
+      client.release(broken);
+    }
+  }
 
   return {
     /**
-     * Applies a transition to the locked row and bumps its version. The check runs under the lock, so of two
-     * concurrent writers with the same etag exactly one wins.
+     * Applies a transition to the user and bumps its version, in one statement that commits the row, the
+     * change-log event and (when the tokens die) the sessions' end together. Of two concurrent writers that
+     * read the same version exactly one writes; the other reads again and runs its check on the newer user.
      */
-    async transition(id: string, t: Transition): Promise<User> {
-      return translateUnique(() =>
-        fork().transactional(async (em) => {
-          const row = await em.findOne(UserEntity, { id }, { lockMode: LockMode.PESSIMISTIC_WRITE });
-          if (!row) throw notFound(id);
-          const user = userFromEntity(row);
-          t.check?.(user);
-          const previous = snapshotOf(user);
-          const revokedBefore = user.tokensValidAfter?.getTime();
-          const now = new Date();
-          t.apply(user, now);
-          user.version += 1;
-          user.updateTime = now;
-          assignToEntity(row, user);
-          if (t.passwordHash !== undefined) row.passwordHash = t.passwordHash;
-          const revoked = user.tokensValidAfter != null && user.tokensValidAfter.getTime() !== revokedBefore;
-          // Every session of the user ends in this transaction (each session row locked: ADR 0013).
-          if (revoked) await hooks.onTokensRevoked(em, id, now);
-          await em.flush();
-          await appendChange(em, {
-            type: t.type,
-            snapshot: snapshotOf(user),
-            previous,
-            revokeBefore: revoked ? user.tokensValidAfter : null,
-          });
-          return user;
-        }),
-      );
+    transition(id: string, t: Transition): Promise<User> {
+      return translateUnique(async () => {
+        for (let attempt = 0; attempt < OPTIMISTIC_ATTEMPTS; attempt++) {
+          const read = await deps.findById(id);
+          const user = checked(id, read, t);
+          if (!user) return read as User;
+          const written = await write(pool, user, t);
+          if (written) return written;
+        }
+        return lockedTransition(id, t);
+      });
     },
 
     /**
-     * Creates a user. With `idempotency`, a second call with the same caller and request id returns the
-     * user the first one created (even while the first is still committing) and creates nothing.
+     * Creates a user, in one statement. With `idempotency`, a second call with the same caller and request
+     * id returns the user the first one created (even while the first is still committing: the claim waits
+     * for it) and creates nothing.
      */
-    async create(input: NewUser, idempotency?: IdempotencyKey): Promise<User> {
-      return translateUnique(() =>
-        fork().transactional(async (em) => {
-          const id = randomUUID();
-          if (idempotency) {
-            // Claim the key first: a concurrent retry blocks on it until this transaction ends, then finds it.
-            const claimed = await em.execute<{ user_id: string }[]>(
-              `insert into idempotency_keys (caller_id, request_id, user_id) values (?, ?, ?)
-               on conflict do nothing returning user_id`,
-              [idempotency.callerId, idempotency.requestId, id],
-            );
-            if (claimed.length === 0) {
-              const prior = await em.execute<{ user_id: string }[]>(
-                "select user_id from idempotency_keys where caller_id = ? and request_id = ?",
-                [idempotency.callerId, idempotency.requestId],
-              );
-              const existing = prior[0] ? await em.findOne(UserEntity, { id: prior[0].user_id }) : null;
-              if (existing) return userFromEntity(existing);
-            }
+    create(input: NewUser, idempotency?: IdempotencyKey): Promise<User> {
+      return translateUnique(async () => {
+        for (let attempt = 0; attempt < CREATE_ATTEMPTS; attempt++) {
+          const user = newUser(randomUUID(), input, new Date());
+          const values: unknown[] = [
+            user.id,
+            user.email,
+            user.displayName,
+            user.role,
+            user.state,
+            JSON.stringify(user.labels),
+            input.passwordHash,
+            user.version,
+            user.createTime,
+            user.updateTime,
+            user.deleteTime,
+            user.tokensValidAfter,
+            JSON.stringify(snapshotOf(user)),
+          ];
+          if (!idempotency) {
+            await run(pool, statements.create, values);
+            return user;
           }
-          const user = newUser(id, input, new Date());
-          em.create(UserEntity, { ...user, passwordHash: input.passwordHash });
-          await em.flush();
-          await appendChange(em, { type: "created", snapshot: snapshotOf(user) });
-          return user;
-        }),
-      );
+          values.push(idempotency.callerId, idempotency.requestId);
+          const res = await run(pool, statements.createIdempotent, values);
+          if (res.rowCount === 1) return user;
+          const prior = await run<{ user_id: string }>(pool, idempotentUser, [
+            idempotency.callerId,
+            idempotency.requestId,
+          ]);
+          const existing = prior.rows[0] ? await deps.findById(prior.rows[0].user_id) : null;
+          if (existing) return existing;
+          // The key was pruned between the claim and the read: claim it again.
+        }
+        throw new Error("CreateUser: the request id was claimed but its user could not be read");
+      });
     },
 
     async findByEmailWithHash(email: string): Promise<UserWithHash | null> {
-      const row = await fork().findOne(
-        UserEntity,
-        { deleteTime: null, [raw("lower(email)")]: email.toLowerCase() },
-        { populate: ["passwordHash"] },
-      );
-      return row ? userWithHashFromEntity(row) : null;
+      const res = await run<UserRecord & { password_hash: string | null }>(pool, userWithHashByEmail, [
+        email.toLowerCase(),
+      ]);
+      return res.rows[0] ? withHash(res.rows[0]) : null;
     },
 
     async findByIdWithHash(id: string): Promise<UserWithHash | null> {
-      const row = await fork().findOne(UserEntity, { id }, { populate: ["passwordHash"] });
-      return row ? userWithHashFromEntity(row) : null;
+      const res = await run<UserRecord & { password_hash: string | null }>(pool, userWithHashById, [id]);
+      return res.rows[0] ? withHash(res.rows[0]) : null;
     },
 
     async lockStatus(tx: StoreTransaction, id: string): Promise<UserStatus | null> {
@@ -156,7 +265,7 @@ export function createUserWrites(orm: Orm, pool: pg.Pool, hooks: { onTokensRevok
     },
 
     async hasAdmin(): Promise<boolean> {
-      return (await fork().count(UserEntity, { role: "admin", deleteTime: null })) > 0;
+      return (await run<{ present: boolean }>(pool, adminExists, [])).rows[0].present;
     },
   };
 }

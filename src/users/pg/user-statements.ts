@@ -1,0 +1,105 @@
+/**
+ * The SQL of the store's writes (./user-writes.ts): each write to a user is one statement, sent as a named
+ * prepared statement in autocommit (docs/adr/0015). A data-modifying CTE changes the row only if its version
+ * is still the one read (`where id = $1 and version = $2`, re-checked on the newest row version under READ
+ * COMMITTED, so of two writers that read the same version exactly one changes the row), appends the change to
+ * the change log from the row it changed (so no row, no event), and, when the write kills the user's tokens,
+ * ends the user's sessions joined on that row (the user's row is locked first, then its sessions: ADR 0013).
+ * The change log's commit trigger (Migration20261122000100) runs at the statement's implicit COMMIT.
+ */
+
+import { userColumns } from "../user.record.ts";
+import type { RevokeSessionsSql } from "../user-store.ts";
+
+/** A named prepared statement: the same name always carries the same text. */
+export interface Statement {
+  name: string;
+  text: string;
+}
+
+/** The columns a write sets, in the order of their parameters ($3 to $11). */
+const SET = `email = $3, display_name = $4, role = $5, state = $6, labels = $7::jsonb, version = $8,
+    update_time = $9, delete_time = $10, tokens_valid_after = $11`;
+
+/** The change-log append of the row the CTE `from` returned (seq stays null: the commit trigger sets it). */
+const appendFrom = (from: string, type: string, snapshot: string, previous: string, revokeBefore: string) =>
+  `insert into user_changes (user_id, type, snapshot, previous, revoke_before)
+    select id, ${type}, ${snapshot}::jsonb, ${previous}::jsonb, ${revokeBefore} from ${from}`;
+
+/**
+ * A transition of one user. Parameters: $1 id, $2 the version read, $3-$11 the user after the change (SET),
+ * $12 change type, $13 snapshot, $14 previous snapshot, $15 revoke_before, then $16 the password hash when
+ * `hash`. One row (`changed`) when the row was written, none when its version moved on (or it is gone).
+ */
+export function transitionStatement(opts: { hash: boolean; revoke: RevokeSessionsSql | null }): Statement {
+  const ctes = [
+    `upd as (update users set ${SET}${opts.hash ? ", password_hash = $16" : ""}
+    where id = $1 and version = $2 returning id)`,
+    `chg as (${appendFrom("upd", "$12", "$13", "$14", "$15")})`,
+  ];
+  if (opts.revoke) ctes.push(`rev as (${opts.revoke("upd", "$9")})`);
+  return {
+    name: `user-transition${opts.hash ? "-hash" : ""}${opts.revoke ? "-revoke" : ""}`,
+    text: `with ${ctes.join(",\n  ")}\nselect 1 as changed from upd`,
+  };
+}
+
+const INSERT_USER = `insert into users (id, email, display_name, role, state, labels, password_hash, version, create_time,
+    update_time, delete_time, tokens_valid_after)`;
+const NEW_USER = "$1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12";
+
+/**
+ * A creation. Parameters: $1-$12 the row (INSERT_USER's columns), $13 its snapshot; with `idempotent`, $14
+ * caller id and $15 request id. With a key, the user is inserted only when this statement claims the key
+ * (`on conflict do nothing` waits for a concurrent claim of the same key to commit or roll back); a failed
+ * insert (email taken) rolls the claim back with it. One row (`created`) when the user was inserted.
+ */
+export function createStatement(idempotent: boolean): Statement {
+  const append = appendFrom("ins", "'created'", "$13", "null", "null");
+  if (!idempotent) {
+    return {
+      name: "user-create",
+      text: `with ins as (${INSERT_USER} values (${NEW_USER}) returning id),
+  chg as (${append})
+select 1 as created from ins`,
+    };
+  }
+  return {
+    name: "user-create-idempotent",
+    text: `with claim as (insert into idempotency_keys (caller_id, request_id, user_id) values ($14, $15, $1)
+    on conflict do nothing returning user_id),
+  ins as (${INSERT_USER} select ${NEW_USER} from claim returning id),
+  chg as (${append})
+select 1 as created from ins`,
+  };
+}
+
+/** The user a CreateUser retry key points to. */
+export const idempotentUser: Statement = {
+  name: "user-by-idempotency-key",
+  text: "select user_id from idempotency_keys where caller_id = $1 and request_id = $2",
+};
+
+/** A user by id, row-locked for the transaction (the fallback of a blind write that kept losing races). */
+export const userForUpdate: Statement = {
+  name: "user-by-id-for-update",
+  text: `select ${userColumns} from users where id = $1 for update`,
+};
+
+/** A user that is not deleted, by email (given in lower case), with its password hash (Login). */
+export const userWithHashByEmail: Statement = {
+  name: "user-with-hash-by-email",
+  text: `select ${userColumns}, password_hash from users where delete_time is null and lower(email) = $1`,
+};
+
+/** A user by id, deleted ones included, with its password hash. */
+export const userWithHashById: Statement = {
+  name: "user-with-hash-by-id",
+  text: `select ${userColumns}, password_hash from users where id = $1`,
+};
+
+/** Whether an admin that is not deleted exists. */
+export const adminExists: Statement = {
+  name: "admin-exists",
+  text: "select exists (select 1 from users where role = 'admin' and delete_time is null) as present",
+};
