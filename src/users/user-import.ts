@@ -1,9 +1,11 @@
 /**
  * ImportUsers: validates each row on its own (a bad row becomes a failure and never aborts the import),
  * hashes plain passwords or keeps PHC hashes as given, and writes rows in batches of 1000, each in its own
- * transaction. While one batch is written the next is read and validated (the profile showed the server
- * idle half the time waiting for each insert), but never more than one batch ahead, so memory stays flat
- * however long the stream, and a slow database slows the client down (backpressure).
+ * transaction. While batches are written the next is read and validated, and two batches are written at
+ * once, on two connections (docs/adr/0018: the server sat idle half the time waiting for each insert). A
+ * batch that shares an email (any case) with one being written waits for it, so the earlier row is the one
+ * created, as in stream order. Never more than two batches in flight and one being read, so memory stays
+ * flat however long the stream, and a slow database slows the client down (backpressure).
  */
 import { randomUUID } from "node:crypto";
 import type { Validator } from "@bufbuild/protovalidate";
@@ -21,6 +23,14 @@ import { roleFromProto } from "./user.message.ts";
 import type { ImportedUser, UserStore } from "./user-store.ts";
 
 const BATCH = 1000;
+/** Batches written at the same time (each on its own pooled connection). */
+const IN_FLIGHT = 2;
+
+/** A batch being written, and the emails (lower case) it may create. */
+interface Writing {
+  done: Promise<void>;
+  emails: Set<string>;
+}
 
 type Pending = { row: ImportedUser; password?: string };
 
@@ -64,7 +74,7 @@ export async function importUsers(
   let skippedCount = 0;
   const failures: Omit<ImportFailure, "$typeName">[] = [];
   let batch: Pending[] = [];
-  let writing: Promise<void> = Promise.resolve();
+  const writing: Writing[] = [];
 
   const write = async (pending: Pending[]) => {
     const hashes = await hashPasswords(pending.flatMap((p) => (p.password === undefined ? [] : [p.password])));
@@ -74,16 +84,25 @@ export async function importUsers(
     createdCount += created.size;
     skippedCount += rows.length - created.size;
   };
-  /** Starts writing the current batch once the previous one is written (rows stay in stream order). */
+  /** Waits for the oldest batch in flight; its error, if any, ends the import. */
+  const settleOldest = async () => {
+    await writing.shift()?.done;
+  };
+  /** Starts writing the current batch once there is room for it, and once no batch in flight shares an email. */
   const flush = async () => {
-    await writing;
     if (batch.length === 0) return;
     const pending = batch;
     batch = [];
-    writing = write(pending);
+    const emails = new Set(pending.map((p) => p.row.email.toLowerCase()));
+    // Two transactions inserting the same email would make the later row win when it commits first (or
+    // deadlock, inserting two emails in opposite orders): a batch sharing one waits for every batch before it.
+    const shares = writing.some((w) => [...emails].some((e) => w.emails.has(e)));
+    while (writing.length > 0 && (shares || writing.length >= IN_FLIGHT)) await settleOldest();
+    const done = write(pending);
     // Observed now so a failing write never becomes an unhandled rejection (which would end the process);
-    // the error still surfaces at the next `await writing`.
-    writing.catch(() => {});
+    // the error still surfaces when the batch is settled.
+    done.catch(() => {});
+    writing.push({ done, emails });
   };
 
   let index = 0;
@@ -112,6 +131,6 @@ export async function importUsers(
     if (batch.length >= BATCH) await flush();
   }
   await flush();
-  await writing;
+  while (writing.length > 0) await settleOldest();
   return { createdCount, skippedCount, failures };
 }

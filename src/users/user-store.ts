@@ -34,9 +34,11 @@ export interface PageQuery {
   request: PageRequest;
   after: Cursor | null;
   size: number;
+  /** The total_size already reported on the walk's first page (from its page token), or null to count. */
+  total: number | null;
 }
 
-/** A page, where the next one starts (null: this is the last), and how many users match in all. */
+/** A page, where the next one starts (null: this is the last), and how many users match in all (see PageQuery.total). */
 export interface Page {
   users: User[];
   next: Cursor | null;

@@ -100,12 +100,13 @@ export function createUserService(deps: {
         orderBy: parseOrderBy(req.orderBy),
         showDeleted: req.showDeleted,
       };
-      const after = pageTokens.decode(request, req.pageToken);
+      const start = pageTokens.decode(request, req.pageToken);
       const size = req.pageSize <= 0 ? DEFAULT_PAGE : Math.min(req.pageSize, MAX_PAGE);
-      const page = await users.list({ request, after, size });
+      // Pages after the first report the first page's total_size, carried in the token (docs/adr/0018).
+      const page = await users.list({ request, after: start?.cursor ?? null, total: start?.total ?? null, size });
       return {
         users: page.users.map(toProtoUser),
-        nextPageToken: page.next ? pageTokens.encode(request, page.next) : "",
+        nextPageToken: page.next ? pageTokens.encode(request, { cursor: page.next, total: page.total }) : "",
         totalSize: page.total,
       };
     },

@@ -76,6 +76,42 @@ describe("ImportUsers", () => {
     expect(Number(c)).toBe(res.createdCount);
   }, 120_000);
 
+  it("keeps the first row of an email when later batches, written at the same time, repeat it in another order", async () => {
+    // Batches of 1,000 are written two at a time. Rows 1000-1999 (batch 2) hold emails x and y; batch 3
+    // repeats them in the opposite order (y then x, in another case), as do rows further on: each repeat is
+    // skipped, and the users created are those of the first rows, in every case. Batch 2 has plain passwords
+    // to hash first, so batch 3 would reach the database before it if nothing held it back.
+    const email = (i: number) => `order-${i}@example.com`;
+    const list: Row[] = [];
+    for (let i = 0; i < 4000; i++) {
+      const copies = i === 2050 ? 1900 : i === 2950 ? 1100 : i === 3500 ? 1500 : undefined;
+      list.push({
+        user: {
+          email: copies === undefined ? email(i) : email(copies).toUpperCase(),
+          displayName: copies === undefined ? `First ${i}` : `Repeat ${i}`,
+        } as never,
+        credential:
+          i >= 1000 && i < 1020
+            ? { case: "password", value: `password-order-${i}` }
+            : { case: "passwordHash", value: argonHash },
+      });
+    }
+    const res = await as("grpc").users.importUsers(rows(list));
+    expect(res.failures).toEqual([]);
+    expect(res.skippedCount).toBe(3);
+    expect(res.createdCount).toBe(3997);
+    const created = await query<{ email: string; display_name: string }>(
+      server.databaseUrl,
+      "select email, display_name from users where lower(email) in ($1, $2, $3)",
+      [email(1100), email(1500), email(1900)],
+    );
+    expect(created.map((u) => [u.email, u.display_name]).sort()).toEqual([
+      [email(1100), "First 1100"],
+      [email(1500), "First 1500"],
+      [email(1900), "First 1900"],
+    ]);
+  }, 60_000);
+
   it.each<TransportName>(["connect-h1", "connect-h2"])(
     "works over %s, hashing plain passwords and validating each row",
     async (name) => {

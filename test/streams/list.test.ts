@@ -347,6 +347,7 @@ describe("paging", () => {
       const seen: User[] = [];
       let pageToken = "";
       let pages = 0;
+      let firstTotal = 0;
       do {
         // Between pages: users created (with keys before and after the cursor) and deleted, through SQL and RPCs.
         if (pages > 0) {
@@ -368,10 +369,11 @@ describe("paging", () => {
             }),
           ]);
         }
-        const expectedTotal = await liveCount(filter ? "labels->>'set' in ('stable', 'new')" : "true");
+        // total_size is counted for the first page and carried by the tokens: the count as of page 1.
+        if (pages === 0) firstTotal = await liveCount(filter ? "labels->>'set' in ('stable', 'new')" : "true");
         const page = await users.listUsers({ pageSize: 150, pageToken, orderBy, filter });
         expect(page.users.length).toBeLessThanOrEqual(150);
-        expect(page.totalSize).toBe(expectedTotal);
+        expect(page.totalSize).toBe(firstTotal);
         seen.push(...page.users);
         pageToken = page.nextPageToken;
         if (pageToken !== "") expect(page.users.length).toBe(150);
@@ -390,6 +392,31 @@ describe("paging", () => {
       }
     },
   );
+
+  it("total_size of the pages after the first is the first page's: users created and deleted since do not change it", async () => {
+    const users = usersAs(server, token);
+    const filter = 'labels.set = "stable" OR labels.set = "new"';
+    const first = await users.listUsers({ pageSize: 10, filter });
+    const counted = await liveCount("labels->>'set' in ('stable', 'new')");
+    expect(first.totalSize).toBe(counted);
+    // Between page 1 and page 2: four matching users created (one through the API), one deleted.
+    await Promise.all([
+      db.query(INSERT_NEW),
+      users.createUser({ user: { email: `total-${++created}@example.com`, displayName: "T", labels: { set: "new" } } }),
+    ]);
+    const victim = await db.query<{ id: string }>(
+      "select id from users where labels->>'set' = 'new' and delete_time is null limit 1",
+    );
+    await users.deleteUser({ userId: victim.rows[0].id });
+    const now = await liveCount("labels->>'set' in ('stable', 'new')");
+    expect(now).not.toBe(counted);
+    const second = await users.listUsers({ pageSize: 10, filter, pageToken: first.nextPageToken });
+    expect(second.totalSize).toBe(first.totalSize);
+    const third = await users.listUsers({ pageSize: 10, filter, pageToken: second.nextPageToken });
+    expect(third.totalSize).toBe(first.totalSize);
+    // A new walk counts again.
+    expect((await users.listUsers({ pageSize: 10, filter })).totalSize).toBe(now);
+  });
 
   it("page_size defaults to 50 and is clamped at 1000; negative is INVALID_ARGUMENT", async () => {
     const users = usersAs(server, token);
@@ -450,6 +477,17 @@ describe("paging", () => {
       const f = await failure(usersAs(server, token).listUsers({ ...base, ...change, pageToken }));
       expect(f.code).toBe(Code.InvalidArgument);
       expect(f.reason).toBe("INVALID_PAGE_TOKEN");
+    });
+
+    it("a token whose total was changed is INVALID_PAGE_TOKEN", async () => {
+      const raw = Buffer.from(pageToken, "base64url");
+      const body = JSON.parse(raw.subarray(32).toString("utf8")) as unknown[];
+      for (const total of [0, 1, 999_999_999]) {
+        const forged = Buffer.concat([raw.subarray(0, 32), Buffer.from(JSON.stringify([...body.slice(0, 3), total]))]);
+        const f = await failure(usersAs(server, token).listUsers({ ...base, pageToken: forged.toString("base64url") }));
+        expect(f.code).toBe(Code.InvalidArgument);
+        expect(f.reason).toBe("INVALID_PAGE_TOKEN");
+      }
     });
 
     it("a modified, truncated, extended or made-up token is INVALID_PAGE_TOKEN", async () => {

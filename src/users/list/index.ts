@@ -24,18 +24,20 @@
  * ```ts
  * const codec = createPageTokenCodec(pageTokenKey); // once; >= 32 bytes, same on every replica
  * const request = { filter: parseFilter(req.filter), orderBy: parseOrderBy(req.orderBy), showDeleted };
- * const cursor = codec.decode(request, req.pageToken);
+ * const start = codec.decode(request, req.pageToken); // null on the first page
  * const { sql, params } = toSql((p) => `
  *   select id, email, display_name, ..., ${sortKeySelect(request.orderBy)} from users
  *   where ${showDeleted ? "true" : "delete_time is null"}
- *     and ${filterSql(request.filter, p)} and ${keysetSql(request.orderBy, cursor, p)}
+ *     and ${filterSql(request.filter, p)} and ${keysetSql(request.orderBy, start?.cursor ?? null, p)}
  *   order by ${orderBySql(request.orderBy)} limit ${p.add(pageSize + 1)}`);
  * const rows = (await client.query(sql, params)).rows;
- * const nextPageToken =
- *   rows.length > pageSize ? codec.encode(request, cursorFromRow(request.orderBy, rows[pageSize - 1])) : "";
+ * const total = start?.total ?? (await count()); // later pages carry the first page's total_size
+ * const nextPageToken = rows.length > pageSize
+ *   ? codec.encode(request, { cursor: cursorFromRow(request.orderBy, rows[pageSize - 1]), total }) : "";
  * ```
  *
- * total_size is the same WHERE without the keyset: `select count(*) from users where ... and ${filterSql(f, p)}`.
+ * total_size is the same WHERE without the keyset: `select count(*) from users where ... and ${filterSql(f, p)}`,
+ * counted on the first page only (and for a token of an earlier release, which carries no total).
  * WatchUsers can test a changed user with `select true from users where id = $1 and ${filterSql(f, p)}`
  * (p = createSqlParams(2)), so the filter has one meaning everywhere.
  *
@@ -50,5 +52,5 @@ export { MAX_FILTER_DEPTH, MAX_FILTER_TERMS, parseFilter } from "./filter.parser
 export { filterSql } from "./filter.sql.ts";
 export { type Cursor, cursorFromRow, keysetSql, orderBySql, sortKeySelect } from "./keyset.ts";
 export { DEFAULT_ORDER, ID_ORDER, type OrderBy, parseOrderBy, type SortField, type SortKey } from "./order-by.ts";
-export { createPageTokenCodec, type PageRequest, type PageTokenCodec } from "./page-token.ts";
+export { createPageTokenCodec, type PagePosition, type PageRequest, type PageTokenCodec } from "./page-token.ts";
 export { createSqlParams, type SqlParams, type SqlQuery, toSql } from "./sql-params.ts";

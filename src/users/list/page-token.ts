@@ -1,8 +1,10 @@
 /**
  * Page tokens: base64url of an HMAC-SHA256 tag followed by a small JSON body holding the last row's
- * position and a hash of the request it belongs to. The tag makes tokens tamper-evident (callers cannot
- * forge a position); the hash binds a token to its filter, order_by and show_deleted, so a token replayed
- * with other arguments fails instead of silently paging a different result set.
+ * position, the total_size the walk's first page reported, and a hash of the request it belongs to. The tag
+ * makes tokens tamper-evident (callers cannot forge a position or a total); the hash binds a token to its
+ * filter, order_by and show_deleted, so a token replayed with other arguments fails instead of silently
+ * paging a different result set. Carrying the total lets every page after the first skip the count
+ * (docs/adr/0018): their total_size is the first page's.
  */
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import { PageTokenError } from "./errors.ts";
@@ -17,12 +19,19 @@ export interface PageRequest {
   readonly showDeleted: boolean;
 }
 
+/** Where a later page starts, and the total_size of the walk's first page. */
+export interface PagePosition {
+  readonly cursor: Cursor;
+  /** Null in a token made before totals were carried (a server of an earlier release): count again. */
+  readonly total: number | null;
+}
+
 /** Makes and checks page tokens with one secret key. */
 export interface PageTokenCodec {
-  /** The token for the page that starts after `cursor`. */
-  encode(request: PageRequest, cursor: Cursor): string;
-  /** The cursor in `token` (null for an empty token: the first page), or PageTokenError. */
-  decode(request: PageRequest, token: string): Cursor | null;
+  /** The token for the page that starts after `cursor`, carrying the walk's `total`. */
+  encode(request: PageRequest, position: { cursor: Cursor; total: number }): string;
+  /** The position in `token` (null for an empty token: the first page), or PageTokenError. */
+  decode(request: PageRequest, token: string): PagePosition | null;
 }
 
 const TAG_BYTES = 32;
@@ -36,10 +45,15 @@ function binding(request: PageRequest): string {
   return createHash("sha256").update(normalized).digest().subarray(0, 16).toString("base64url");
 }
 
-function isCursorBody(body: unknown[], keyCount: number): body is [string, string[], string] {
-  const [, keys, id] = body;
+/** total_size is an int32 on the wire. */
+const MAX_TOTAL = 2 ** 31 - 1;
+
+/** `[binding, keys, id, total]`, or `[binding, keys, id]` as tokens were before they carried the total. */
+function isPositionBody(body: unknown[], keyCount: number): body is [string, string[], string, number?] {
+  const [, keys, id, total] = body;
   return (
-    body.length === 3 &&
+    (body.length === 3 ||
+      (body.length === 4 && Number.isSafeInteger(total) && (total as number) >= 0 && (total as number) <= MAX_TOTAL)) &&
     Array.isArray(keys) &&
     keys.length === keyCount &&
     keys.every((k) => typeof k === "string") &&
@@ -54,8 +68,8 @@ export function createPageTokenCodec(key: string | Uint8Array): PageTokenCodec {
   const invalid = () => new PageTokenError("not a page token from this server, or it was modified");
 
   return {
-    encode(request, cursor) {
-      const body = Buffer.from(JSON.stringify([binding(request), cursor.keys, cursor.id]));
+    encode(request, { cursor, total }) {
+      const body = Buffer.from(JSON.stringify([binding(request), cursor.keys, cursor.id, Math.min(total, MAX_TOTAL)]));
       return Buffer.concat([tag(body), body]).toString("base64url");
     },
 
@@ -76,9 +90,9 @@ export function createPageTokenCodec(key: string | Uint8Array): PageTokenCodec {
       if (!Array.isArray(parsed) || parsed[0] !== binding(request)) {
         throw new PageTokenError("it was made for a different filter, order_by or show_deleted");
       }
-      if (!isCursorBody(parsed, request.orderBy.length)) throw invalid();
-      const [, keys, id] = parsed;
-      return { keys, id };
+      if (!isPositionBody(parsed, request.orderBy.length)) throw invalid();
+      const [, keys, id, total] = parsed;
+      return { cursor: { keys, id }, total: total ?? null };
     },
   };
 }

@@ -74,26 +74,27 @@ export function createUserReads(pool: pg.Pool) {
       return res.rows.map(userFromRecord);
     },
 
-    async list({ request, after, size }: PageQuery): Promise<Page> {
+    /** One page; the count runs (next to the page, on another connection) only when `total` is not known yet. */
+    async list({ request, after, size, total }: PageQuery): Promise<Page> {
       const page = toSql(
         (p) => `select ${userColumns}, ${sortKeySelect(request.orderBy)} from users
           where ${visible(request.showDeleted)} and ${filterSql(request.filter, p)} and ${keysetSql(request.orderBy, after, p)}
           order by ${orderBySql(request.orderBy)} limit ${p.add(size + 1)}`,
       );
-      const count = toSql(
-        (p) =>
-          `select count(*) as n from users where ${visible(request.showDeleted)} and ${filterSql(request.filter, p)}`,
-      );
-      const [rows, total] = await Promise.all([
-        pool.query<SortedRecord>(page.sql, page.params),
-        pool.query<{ n: string }>(count.sql, count.params),
-      ]);
+      const counting = async () => {
+        const count = toSql(
+          (p) =>
+            `select count(*) as n from users where ${visible(request.showDeleted)} and ${filterSql(request.filter, p)}`,
+        );
+        return Number((await pool.query<{ n: string }>(count.sql, count.params)).rows[0].n);
+      };
+      const [rows, n] = await Promise.all([pool.query<SortedRecord>(page.sql, page.params), total ?? counting()]);
       const more = rows.rows.length > size;
       const records = rows.rows.slice(0, size);
       return {
         users: records.map(userFromRecord),
         next: more ? cursorFromRow(request.orderBy, records[records.length - 1]) : null,
-        total: Number(total.rows[0].n),
+        total: n,
       };
     },
 

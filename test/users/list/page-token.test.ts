@@ -1,3 +1,4 @@
+import { createHmac } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import {
   createPageTokenCodec,
@@ -7,14 +8,15 @@ import {
   parseOrderBy,
 } from "../../../src/users/list/index.ts";
 
-const codec = createPageTokenCodec("k".repeat(32));
+const KEY = "k".repeat(32);
+const codec = createPageTokenCodec(KEY);
 const request: PageRequest = {
   filter: parseFilter('email:"ann" AND labels.team:*'),
   orderBy: parseOrderBy("update_time desc, email"),
   showDeleted: false,
 };
 const cursor = { keys: ["2026-01-02T03:04:05.123457Z", "ann@x.org"], id: "3f1c2a9e-0000-4000-8000-000000000001" };
-const token = codec.encode(request, cursor);
+const token = codec.encode(request, { cursor, total: 1234 });
 
 function decodeError(req: PageRequest, tok: string): PageTokenError {
   try {
@@ -27,10 +29,10 @@ function decodeError(req: PageRequest, tok: string): PageTokenError {
 }
 
 describe("page tokens", () => {
-  it("are opaque base64url and round-trip the cursor exactly (microseconds included)", () => {
+  it("are opaque base64url and round-trip the cursor exactly (microseconds included) and the total", () => {
     expect(token).toMatch(/^[A-Za-z0-9_-]+$/);
     expect(token).not.toContain("ann");
-    expect(codec.decode(request, token)).toEqual(cursor);
+    expect(codec.decode(request, token)).toEqual({ cursor, total: 1234 });
   });
 
   it("mean the first page when empty", () => {
@@ -43,7 +45,7 @@ describe("page tokens", () => {
       orderBy: parseOrderBy("update_time desc,email asc"),
       showDeleted: false,
     };
-    expect(codec.decode(same, token)).toEqual(cursor);
+    expect(codec.decode(same, token)).toEqual({ cursor, total: 1234 });
   });
 
   it.each<[string, Partial<PageRequest>]>([
@@ -81,9 +83,43 @@ describe("page tokens", () => {
     );
   });
 
+  describe("the total they carry", () => {
+    const body = () => JSON.parse(Buffer.from(token, "base64url").subarray(32).toString("utf8")) as unknown[];
+    /** A token with this body, signed as the server signs (what only a holder of the key can make). */
+    const signed = (b: unknown[]) => {
+      const json = Buffer.from(JSON.stringify(b));
+      const tag = createHmac("sha256", KEY).update("user.v1.ListUsers page token v1\n").update(json).digest();
+      return Buffer.concat([tag, json]).toString("base64url");
+    };
+
+    it("cannot be changed without the key", () => {
+      const [binding, keys, id] = body();
+      const forged = Buffer.concat([
+        Buffer.from(token, "base64url").subarray(0, 32),
+        Buffer.from(JSON.stringify([binding, keys, id, 1])),
+      ]).toString("base64url");
+      expect(decodeError(request, forged).message).toBe(
+        "invalid page_token: not a page token from this server, or it was modified",
+      );
+    });
+
+    it("is absent (count again) in a token made before totals were carried", () => {
+      const [binding, keys, id] = body();
+      expect(codec.decode(request, signed([binding, keys, id]))).toEqual({ cursor, total: null });
+    });
+
+    it.each([[-1], [1.5], ["12"], [null], [2 ** 31], [Number.MAX_SAFE_INTEGER + 2]])(
+      "is refused when it is %j, even when signed",
+      (total) => {
+        const [binding, keys, id] = body();
+        expect(decodeError(request, signed([binding, keys, id, total])).reason).toBe("INVALID_PAGE_TOKEN");
+      },
+    );
+  });
+
   it("refuse a token made with another key", () => {
     const other = createPageTokenCodec(new Uint8Array(32).fill(7));
-    expect(() => codec.decode(request, other.encode(request, cursor))).toThrow(PageTokenError);
+    expect(() => codec.decode(request, other.encode(request, { cursor, total: 1 }))).toThrow(PageTokenError);
   });
 
   it("need a key of at least 32 bytes", () => {

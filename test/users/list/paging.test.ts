@@ -32,7 +32,7 @@ beforeAll(async () => {
 
 /** One ListUsers page the way the integrator is told to build it. */
 async function page(db: string, request: PageRequest, pageToken: string, pageSize: number) {
-  const cursor = codec.decode(request, pageToken);
+  const cursor = codec.decode(request, pageToken)?.cursor ?? null;
   const { sql, params } = toSql(
     (p) => `select id, ${sortKeySelect(request.orderBy)} from users
       where ${request.showDeleted ? "true" : "delete_time is null"}
@@ -40,7 +40,10 @@ async function page(db: string, request: PageRequest, pageToken: string, pageSiz
       order by ${orderBySql(request.orderBy)} limit ${p.add(pageSize + 1)}`,
   );
   const rows = await query(db, sql, params);
-  const next = rows.length > pageSize ? codec.encode(request, cursorFromRow(request.orderBy, rows[pageSize - 1])) : "";
+  const next =
+    rows.length > pageSize
+      ? codec.encode(request, { cursor: cursorFromRow(request.orderBy, rows[pageSize - 1]), total: 0 })
+      : "";
   return { ids: rows.slice(0, pageSize).map((r) => r.id as string), next };
 }
 
