@@ -6,32 +6,26 @@
 import { randomUUID } from "node:crypto";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { RefreshTokenEntity } from "../../src/auth/refresh-token.entity.ts";
-import { SessionEntity } from "../../src/auth/session.entity.ts";
-import { createOrm, type Orm } from "../../src/db/orm.ts";
+import { revokeUserSessionsSql } from "../../src/auth/session.repository.ts";
 import { createPgUserStore } from "../../src/users/pg/pg-user-store.ts";
-import { UserEntity } from "../../src/users/user.entity.ts";
 import { withUserCache } from "../../src/users/user-cache.ts";
 import type { UserStore } from "../../src/users/user-store.ts";
 import { createTestDatabase, query } from "../helpers/database.ts";
 
-let orm: Orm;
 let pool: pg.Pool;
 let url: string;
 
 beforeAll(async () => {
   url = await createTestDatabase();
-  orm = await createOrm(url, 2, [UserEntity, RefreshTokenEntity, SessionEntity]);
   pool = new pg.Pool({ connectionString: url, max: 4 });
 });
 afterAll(async () => {
   await pool?.end();
-  await orm?.close(true);
 });
 
 /** The store, counting the reads that reach PostgreSQL. */
 function countingStore(): { store: UserStore; reads: () => number } {
-  const pgStore = createPgUserStore({ orm, pool, onTokensRevoked: async () => {} });
+  const pgStore = createPgUserStore({ pool, revokeSessions: revokeUserSessionsSql });
   let reads = 0;
   const store: UserStore = {
     ...pgStore,
