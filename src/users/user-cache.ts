@@ -9,8 +9,9 @@
  * - Every replica applies every committed change from its change feed (milliseconds after the commit;
  *   the feed also polls every second). A change is applied only over an older version, so a row loaded
  *   fresh from the database is never replaced by an event the feed has not caught up past.
- * - A write through this replica forgets the user before the call answers, so the next read loads the
- *   committed row: a read after a write through the same replica always sees it.
+ * - A write through this replica keeps the user as it wrote it (the committed row) before the call answers,
+ *   so a read after a write through the same replica always sees it; the next write of that user starts
+ *   from this copy instead of reading the row (its version check makes a stale copy a retry).
  * - A load is not kept when a change was applied while it ran (it may have read the row before that change).
  * - Concurrent reads of an id that is not cached share one load, unless a change was applied or a local
  *   write forgot a user since it began (docs/adr/0017).
@@ -140,12 +141,28 @@ export function withUserCache(store: UserStore, opts: UserCacheOptions): CachedU
   }
   feed.subscribe(apply);
 
-  /** After a write through this replica: forget the user (the next read loads the committed row). */
+  /**
+   * After a write through this replica: keep the user as written, which is the committed row (the next read
+   * sees it), or forget it while the feed is not current. An older event arriving later is not applied over
+   * it (versions only go up).
+   */
   function written(user: User): User {
     changed(user.id);
-    drop(user.id);
+    if (!(max > 0 && feed.isCurrent())) drop(user.id);
+    else {
+      // Two writes of one user may answer out of order: never go back to an older version.
+      const slot = columns.find(user.id);
+      if (slot < 0 || !columns.isPresent(slot) || columns.version(slot) < user.version) keep(user.id, compactOf(user));
+    }
     void feed.poke();
     return user;
+  }
+
+  /** The cached copy of a user, for a write to start from (not marked as read); undefined when not held. */
+  function seen(id: string): User | undefined {
+    if (!feed.isCurrent()) return undefined;
+    const slot = columns.find(id);
+    return slot >= 0 && columns.isPresent(slot) ? columns.user(slot) : undefined;
   }
 
   return {
@@ -164,8 +181,8 @@ export function withUserCache(store: UserStore, opts: UserCacheOptions): CachedU
     },
 
     create: async (input, idempotency) => written(await store.create(input, idempotency)),
-    update: async (id, patch, etag) => written(await store.update(id, patch, etag)),
-    delete: async (id, etag) => written(await store.delete(id, etag)),
+    update: async (id, patch, etag) => written(await store.update(id, patch, etag, seen(id))),
+    delete: async (id, etag) => written(await store.delete(id, etag, seen(id))),
     undelete: async (id) => written(await store.undelete(id)),
     setPassword: async (id, passwordHash) => written(await store.setPassword(id, passwordHash)),
 

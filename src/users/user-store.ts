@@ -105,10 +105,14 @@ export interface UserStore extends UserCredentials {
   hasAdmin(): Promise<boolean>;
   /** Creates a user (active, version 1). With `idempotency`, a retry returns the first one's user. */
   create(input: NewUser, idempotency?: IdempotencyKey): Promise<User>;
-  /** Updates a user that is not deleted; `etag` ("" for any) must be its current one. */
-  update(id: string, patch: UserPatch, etag: string): Promise<User>;
-  /** Soft-deletes a user that is not deleted; `etag` ("" for any) must be its current one. */
-  delete(id: string, etag: string): Promise<User>;
+  /**
+   * Updates a user that is not deleted; `etag` ("" for any) must be its current one. `seen` is the user as a
+   * cache holds it: the store may write from it instead of reading the user first. The write changes the row
+   * only at `seen`'s version, so a stale copy costs a read and a retry, never a lost update or a wrong error.
+   */
+  update(id: string, patch: UserPatch, etag: string, seen?: User): Promise<User>;
+  /** Soft-deletes a user that is not deleted; `etag` ("" for any) must be its current one. `seen` as for update. */
+  delete(id: string, etag: string, seen?: User): Promise<User>;
   /** Restores a soft-deleted user; a user that is not deleted is returned as it is. */
   undelete(id: string): Promise<User>;
   /** Inserts a batch of new users in one transaction, skipping emails already taken; returns the ids created. */

@@ -36,14 +36,15 @@ export function createPgUserStore(deps: { pool: pg.Pool; revokeSessions: RevokeS
       return statusOf(await reads.findById(id));
     },
 
-    update: (id, patch, etag) =>
-      writes.transition(id, {
-        type: "updated",
-        check: liveWithEtag(id, etag),
-        apply: (user, now) => applyPatch(user, patch, now),
-      }),
+    update: (id, patch, etag, seen) =>
+      writes.transition(
+        id,
+        { type: "updated", check: liveWithEtag(id, etag), apply: (user, now) => applyPatch(user, patch, now) },
+        seen,
+      ),
 
-    delete: (id, etag) => writes.transition(id, { type: "deleted", check: liveWithEtag(id, etag), apply: markDeleted }),
+    delete: (id, etag, seen) =>
+      writes.transition(id, { type: "deleted", check: liveWithEtag(id, etag), apply: markDeleted }, seen),
 
     undelete: (id) =>
       writes.transition(id, { type: "undeleted", unchanged: (user) => user.state !== "deleted", apply: markUndeleted }),

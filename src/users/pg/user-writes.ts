@@ -148,6 +148,15 @@ export function createUserWrites(
     return t.unchanged?.(user) ? null : user;
   }
 
+  /** True when `t` has something to write to `user` and its check passes. */
+  function usable(id: string, user: User, t: Transition): boolean {
+    try {
+      return checked(id, user, t) !== null;
+    } catch {
+      return false;
+    }
+  }
+
   /** The locked path: the row locked for the transaction, then the same statement (it cannot lose). */
   async function lockedTransition(id: string, t: Transition): Promise<User> {
     const client = await pool.connect();
@@ -177,10 +186,14 @@ export function createUserWrites(
      * change-log event and (when the tokens die) the sessions' end together. Of two concurrent writers that
      * read the same version exactly one writes; the other reads again and runs its check on the newer user.
      */
-    transition(id: string, t: Transition): Promise<User> {
+    transition(id: string, t: Transition, seen?: User): Promise<User> {
       return translateUnique(async () => {
+        // A cached copy saves the read when the change applies to it. When it does not (it may be stale:
+        // deleted since undeleted, an older etag), the user is read, so a stale copy never decides an error.
+        let first = seen && usable(id, seen, t) ? seen : undefined;
         for (let attempt = 0; attempt < OPTIMISTIC_ATTEMPTS; attempt++) {
-          const read = await deps.findById(id);
+          const read = first ?? (await deps.findById(id));
+          first = undefined;
           const user = checked(id, read, t);
           if (!user) return read as User;
           const written = await write(pool, user, t);
