@@ -4,14 +4,23 @@
  * them, in order, to every subscriber (watch streams, caches). If the connection drops it reconnects with
  * backoff and catches up from the last seq, so nothing is missed and nothing repeated. There is no query
  * per watcher per event: subscribers share each batch.
+ *
+ * The same connection runs the change log's sequencer (`sequenceChanges`, docs/adr/0016-sequencer.md): after
+ * a local write (`poke`, waiting for another sequencer if one runs), and on every poll (only if none runs),
+ * so a change whose writer died between its commit and the sequencing is numbered within a poll. Calls
+ * coalesce: at most one pass in flight per process, plus one more for whatever asked meanwhile. On its own
+ * connection it never takes a pooled one from the writes; a failure is logged by name and code (no SQL) and
+ * retried at the next poke or poll, or after the reconnect.
  */
 import pg from "pg";
 import type { Logger } from "pino";
-import { CHANGE_CHANNEL, type ChangeType, type UserSnapshot } from "./change-log.ts";
+import { CHANGE_CHANNEL, type ChangeType, sequenceChanges, type UserSnapshot } from "./change-log.ts";
 
 /** One committed change. */
 export interface ChangeEvent {
   seq: number;
+  /** The change-log row's id (taken at insert, before the row had a seq). */
+  id: number;
   userId: string;
   type: ChangeType;
   time: Date;
@@ -24,11 +33,12 @@ export interface ChangeEvent {
 /** Receives batches of events in commit order. */
 export type ChangeListener = (events: readonly ChangeEvent[]) => void;
 
-const selectSince = `select seq, user_id, type, change_time, snapshot, previous, revoke_before
+const selectSince = `select seq, id, user_id, type, change_time, snapshot, previous, revoke_before
   from user_changes where seq > $1 order by seq limit $2`;
 
 type Row = {
   seq: string;
+  id: string;
   user_id: string;
   type: ChangeType;
   change_time: Date;
@@ -40,6 +50,7 @@ type Row = {
 function toEvent(r: Row): ChangeEvent {
   return {
     seq: Number(r.seq),
+    id: Number(r.id),
     userId: r.user_id,
     type: r.type,
     time: r.change_time,
@@ -61,6 +72,41 @@ export async function logEnd(db: pg.Pool | pg.ClientBase): Promise<number> {
   return Number(rows[0]?.seq ?? 0);
 }
 
+/**
+ * Where a REPEATABLE READ snapshot stands in the log (read in it): the last seq it sees, and the changes it
+ * sees committed but not yet numbered. Those get seqs above `seq` although the snapshot reflects them, so a
+ * reader of the snapshot skips them later (docs/adr/0016-sequencer.md); `snapshot` (PostgreSQL's, as text)
+ * lets a later reader find them again from a resume token (`reflectedChanges`).
+ */
+export interface LogPosition {
+  seq: number;
+  unsequenced: number[];
+  snapshot: string;
+}
+
+/** The position of the snapshot of `db`'s transaction (REPEATABLE READ, begun by the caller). */
+export async function logPosition(db: pg.ClientBase): Promise<LogPosition> {
+  const { rows } = await db.query<{ seq: string | null; ids: string[]; snapshot: string }>(
+    `select (select max(seq) from user_changes) as seq, pg_current_snapshot()::text as snapshot,
+       array(select id from user_changes where seq is null order by id)::text[] as ids`,
+  );
+  return { seq: Number(rows[0].seq ?? 0), unsequenced: rows[0].ids.map(Number), snapshot: rows[0].snapshot };
+}
+
+/**
+ * The ids of the changes that `snapshot` saw committed and that have no seq yet, or one after `seq`: what a
+ * reader whose snapshot that was, and who has read the log up to `seq`, must still skip.
+ */
+export async function reflectedChanges(db: pg.Pool | pg.ClientBase, seq: number, snapshot: string): Promise<number[]> {
+  const { rows } = await db.query<{ id: string }>({
+    name: "reflected-changes",
+    text: `select id from user_changes where (seq > $1 or seq is null)
+      and pg_visible_in_snapshot(writer_xid, $2::pg_snapshot) order by id`,
+    values: [seq, snapshot],
+  });
+  return rows.map((r) => Number(r.id));
+}
+
 /** Builds the feed; call `start()` once. */
 export function createChangeFeed(opts: { url: string; log: Logger; pollMs?: number; batch?: number }) {
   const listeners = new Set<ChangeListener>();
@@ -74,6 +120,9 @@ export function createChangeFeed(opts: { url: string; log: Logger; pollMs?: numb
   let closed = false;
   let draining: Promise<void> | undefined;
   let again = false;
+  // The sequencer run the next pass owes: "wait" after a local write or a reconnect, "try" on a poll.
+  let sequence: "wait" | "try" | undefined;
+  let failing = false;
   let poll: NodeJS.Timeout | undefined;
   let backoff = 100;
 
@@ -93,6 +142,23 @@ export function createChangeFeed(opts: { url: string; log: Logger; pollMs?: numb
     }
   }
 
+  /** Numbers committed changes, batch after batch while full ones come; failures are logged and left to the next poll. */
+  async function sequenceOnce(c: pg.Client, wait: boolean): Promise<void> {
+    try {
+      for (let n = batch; n === batch; ) n = (await sequenceChanges(c, wait, batch)) ?? 0;
+      if (failing) opts.log.info("change log sequencing works again");
+      failing = false;
+    } catch (err) {
+      // A dropped connection is the error handler's (it reconnects, then sequences); anything else is logged
+      // once (by name and SQLSTATE, never the statement) until it works again.
+      if (client === c && connected && !failing) {
+        const e = err as { name?: string; code?: string };
+        opts.log.error({ errorName: e?.name, code: e?.code }, "change log sequencing failed; retried on each poll");
+      }
+      failing = client === c && connected;
+    }
+  }
+
   /** Reads everything new; concurrent wake-ups coalesce into one more pass. */
   function drain(): Promise<void> {
     if (draining) {
@@ -105,11 +171,15 @@ export function createChangeFeed(opts: { url: string; log: Logger; pollMs?: numb
       try {
         do {
           again = false;
+          const run = sequence;
+          sequence = undefined;
+          if (run) await sequenceOnce(c, run === "wait");
           await drainOnce(c);
         } while (again);
         if (client === c) current = true;
       } catch {
         // The connection failed mid-read; the error handler reconnects and we catch up then.
+        if (sequence === undefined) sequence = "wait";
       } finally {
         draining = undefined;
       }
@@ -142,6 +212,7 @@ export function createChangeFeed(opts: { url: string; log: Logger; pollMs?: numb
       connect().then(
         () => {
           opts.log.info({ lastSeq: last }, "change feed reconnected");
+          sequence = "wait";
           void drain();
         },
         () => {
@@ -159,7 +230,10 @@ export function createChangeFeed(opts: { url: string; log: Logger; pollMs?: numb
       await connect();
       last = await logEnd(client as pg.Client);
       current = true;
-      poll = setInterval(() => void drain(), pollMs);
+      poll = setInterval(() => {
+        sequence ??= "try";
+        void drain();
+      }, pollMs);
       poll.unref();
     },
     /** Subscribes to every event after now; returns the unsubscribe function. */
@@ -173,8 +247,14 @@ export function createChangeFeed(opts: { url: string; log: Logger; pollMs?: numb
     isConnected: () => connected,
     /** True while connected and caught up since the last reconnect (no committed change is missing). */
     isCurrent: () => current,
-    /** Reads now instead of waiting for the notification (used right after a local write). */
-    poke: () => drain(),
+    /**
+     * Right after a local write commits: numbers it (with whatever else is committed) and reads it, instead
+     * of waiting for another process's sequencer or the poll. Resolves when that pass is done.
+     */
+    poke(): Promise<void> {
+      sequence = "wait";
+      return drain();
+    },
     async close(): Promise<void> {
       closed = true;
       clearInterval(poll);

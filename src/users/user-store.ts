@@ -49,6 +49,13 @@ export interface Page {
 export interface SnapshotPage {
   seq: number;
   users: User[];
+  /**
+   * The ids of change-log rows committed but not yet numbered when the snapshot was taken: the users
+   * reflect them, yet they will get seqs above `seq`. A watcher skips them (the same list on every page).
+   */
+  unsequenced: readonly number[];
+  /** The PostgreSQL snapshot the users were read in (`pg_snapshot` text): resume tokens name it while needed. */
+  snapshot: string;
 }
 
 /** One row of a bulk import, already valid and hashed. */

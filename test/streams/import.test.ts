@@ -74,6 +74,12 @@ describe("ImportUsers", () => {
       "select count(*) as c from user_changes where type = 'created' and lower(snapshot->>'email') like 'big-%'",
     );
     expect(Number(c)).toBe(res.createdCount);
+    // Each batch's changes are numbered right after its commit, before the call answers (ADR 0016).
+    const [{ unsequenced }] = await query<{ unsequenced: string }>(
+      server.databaseUrl,
+      "select count(*) as unsequenced from user_changes where seq is null and lower(snapshot->>'email') like 'big-%'",
+    );
+    expect(Number(unsequenced)).toBe(0);
   }, 120_000);
 
   it("keeps the first row of an email when later batches, written at the same time, repeat it in another order", async () => {

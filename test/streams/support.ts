@@ -197,8 +197,17 @@ export function eventKey(e: WatchUsersResponse): string {
   return `${e.user?.id}:${e.user?.etag}:${typeNames[e.type] ?? WatchEventType[e.type]}`;
 }
 
+/**
+ * Numbers every change committed so far (the change log's sequencer, as the writing process runs it right
+ * after its commit): a write has answered before its change has a seq, and the helpers below read by seq.
+ */
+export async function sequenceAll(url: string): Promise<void> {
+  await query(url, "select user_changes_sequence(true, 1000000)");
+}
+
 /** The change log after `afterSeq`, in seq (commit) order, keyed like `eventKey`. */
 export async function loggedChanges(url: string, afterSeq: string, where = "true"): Promise<LoggedChange[]> {
+  await sequenceAll(url);
   const rows = await query<{ seq: string; user_id: string; version: string; type: string }>(
     url,
     `select seq, user_id, snapshot->>'version' as version, type from user_changes where seq > $1 and (${where}) order by seq`,
@@ -209,6 +218,7 @@ export async function loggedChanges(url: string, afterSeq: string, where = "true
 
 /** The last seq of the change log. */
 export async function lastSeq(url: string): Promise<string> {
+  await sequenceAll(url);
   const [row] = await query<{ seq: string | null }>(url, "select coalesce(max(seq), 0)::text as seq from user_changes");
   return row.seq ?? "0";
 }

@@ -1,10 +1,11 @@
 /**
  * Bulk insert for ImportUsers: one transaction per batch, one multi-row INSERT that skips emails already
  * present (`on conflict ... do nothing` against the partial unique index, which also catches a duplicate
- * earlier in the same batch), and the change-log rows of exactly the users created, appended under the
- * same commit-time ordering as every other write (see src/changes/change-log.ts).
+ * earlier in the same batch), and the change-log rows of exactly the users created, appended like every
+ * other write's and numbered right after the commit (see src/changes/change-log.ts).
  */
 import type pg from "pg";
+import { sequenceChanges } from "../../changes/change-log.ts";
 import { snapshotOf } from "../user.snapshot.ts";
 import { newUser } from "../user.ts";
 import type { ImportedUser } from "../user-store.ts";
@@ -17,7 +18,7 @@ const insertUsers = `
   on conflict (lower(email)) where delete_time is null do nothing
   returning id`;
 
-// Seqs are assigned at commit, in insertion order, by the change log's deferred trigger.
+// Seqs are assigned after the commit, in insertion (id) order, by the change log's sequencer.
 const insertChanges = `
   insert into user_changes (user_id, type, snapshot)
   select s.id, 'created', s.snapshot
@@ -27,6 +28,7 @@ const insertChanges = `
 /** Inserts a batch; returns the ids created (the others were skipped as already present). */
 export async function insertImportBatch(pool: pg.Pool, rows: readonly ImportedUser[]): Promise<Set<string>> {
   const client = await pool.connect();
+  let committed: Set<string>;
   try {
     await client.query("begin");
     const now = new Date();
@@ -46,11 +48,15 @@ export async function insertImportBatch(pool: pg.Pool, rows: readonly ImportedUs
       await client.query(insertChanges, [made.map((r) => r.id), snapshots]);
     }
     await client.query("commit");
-    return created;
+    committed = created;
   } catch (err) {
     await client.query("rollback").catch(() => {});
     throw err;
   } finally {
     client.release();
   }
+  // Numbered now rather than at the next poll of some change feed. The batch is committed whatever happens
+  // here: a failure (the database went away) is left to the feeds' poll, which numbers it then.
+  if (committed.size > 0) await sequenceChanges(pool, true, 10_000).catch(() => null);
+  return committed;
 }

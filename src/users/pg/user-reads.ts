@@ -5,7 +5,7 @@
  * page query at a time, so memory stays flat and a slow or gone reader stops the reading.
  */
 import type pg from "pg";
-import { logEnd } from "../../changes/change-feed.ts";
+import { logPosition } from "../../changes/change-feed.ts";
 import {
   type Cursor,
   cursorFromRow,
@@ -118,12 +118,12 @@ export function createUserReads(pool: pg.Pool) {
       let open = true;
       try {
         await client.query("begin isolation level repeatable read read only");
-        const seq = await logEnd(client);
+        const { seq, unsequenced, snapshot } = await logPosition(client);
         let cursor: Cursor | null = null;
         for (let first = true; ; first = false) {
           const q = idOrderPage(filter, false, cursor, STREAM_BATCH);
           const { rows } = await client.query<SortedRecord>(q.sql, q.params);
-          if (rows.length > 0 || first) yield { seq, users: rows.map(userFromRecord) };
+          if (rows.length > 0 || first) yield { seq, users: rows.map(userFromRecord), unsequenced, snapshot };
           if (rows.length < STREAM_BATCH) break;
           cursor = cursorFromRow(ID_ORDER, rows[rows.length - 1]);
         }

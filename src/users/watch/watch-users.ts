@@ -3,7 +3,9 @@
  * the resume token's seq, or the position of a consistent snapshot (send_initial: the snapshot and the log
  * position are read in one REPEATABLE READ transaction), or the current end of the log. It catches up
  * from the database, then drains the live buffer, skipping what it already saw (seq <= last), so every
- * change after the start arrives once, in commit order. A change is sent when the user matches the filter
+ * change after the start arrives once, in commit order. Seqs are assigned after commit (docs/adr/0016): a
+ * snapshot may reflect changes committed but not yet numbered, which get seqs above its position; the
+ * snapshot names them, and the watcher skips them when they come. A change is sent when the user matches the filter
  * before or after it, so a user leaving the filter is seen leaving. Quiet streams get HEARTBEATs; the
  * stream ends with UNAUTHENTICATED when the caller's token expires or is revoked, with UNAVAILABLE on
  * shutdown or when the watcher falls too far behind (it resumes with its last token, losing nothing).
@@ -18,7 +20,7 @@ import {
   WatchUsersResponseSchema,
 } from "../../../gen/user/v1/user_service_pb.js";
 import type { ChangeEvent, ChangeFeed } from "../../changes/change-feed.ts";
-import { logEnd, readChangesSince } from "../../changes/change-feed.ts";
+import { logEnd, readChangesSince, reflectedChanges } from "../../changes/change-feed.ts";
 import { prunedSeq } from "../../changes/change-pruner.ts";
 import { type Caller, kCaller } from "../../rpc/context.ts";
 import { ServiceError } from "../../rpc/errors.ts";
@@ -29,7 +31,7 @@ import type { UserStatus } from "../user.ts";
 import type { UserStore } from "../user-store.ts";
 import { turn } from "./fair-share.ts";
 import { matchesFilter } from "./filter-match.ts";
-import { decodeResumeToken, encodeResumeToken } from "./resume-token.ts";
+import { decodeResumePoint, encodeResumeToken } from "./resume-token.ts";
 
 /** What a watcher needs. */
 export interface WatchDeps {
@@ -73,12 +75,8 @@ function eventMessage(e: ChangeEvent): WatchUsersResponse {
   return m;
 }
 
-function marker(type: WatchEventType, seq: number): WatchUsersResponse {
-  return create(WatchUsersResponseSchema, {
-    type,
-    eventTime: timestampFromDate(new Date()),
-    resumeToken: encodeResumeToken(seq),
-  });
+function marker(type: WatchEventType, resumeToken: string): WatchUsersResponse {
+  return create(WatchUsersResponseSchema, { type, eventTime: timestampFromDate(new Date()), resumeToken });
 }
 
 const matches = (filter: Filter | null, e: ChangeEvent) =>
@@ -109,33 +107,56 @@ export function createWatchUsers(deps: WatchDeps) {
     ctx.signal.addEventListener("abort", onAbort);
     try {
       let last: number;
+      // Changes (by row id) the snapshot already reflects, though their seqs come after its position, and
+      // that snapshot: tokens name it until they have all passed, so a watch resumed from one skips them too.
+      let reflected = new Set<number>();
+      let horizon: string | undefined;
+      const tokenAt = (seq: number) => encodeResumeToken(seq, reflected.size > 0 ? horizon : undefined);
       if (req.resumeToken) {
-        last = decodeResumeToken(req.resumeToken);
+        const point = decodeResumePoint(req.resumeToken);
+        last = point.seq;
         if (last < (await prunedSeq(deps.pool))) {
           throw new ServiceError(
             "RESUME_TOKEN_EXPIRED",
             "the resume token is older than the retained change log; start a new watch",
           );
         }
+        if (point.snapshot) {
+          horizon = point.snapshot;
+          reflected = new Set(await reflectedChanges(deps.pool, last, horizon));
+        }
       } else if (req.sendInitial) {
         // The matching users and the log position they reflect, from one consistent snapshot.
         last = 0;
         for await (const page of deps.users.snapshot(filter)) {
           last = page.seq;
+          reflected = new Set(page.unsequenced);
+          horizon = page.snapshot;
+          const resumeToken = tokenAt(page.seq);
           yield* page.users.map((u) =>
             create(WatchUsersResponseSchema, {
               type: WatchEventType.INITIAL,
               user: toProtoUser(u),
               eventTime: timestampFromDate(new Date()),
-              resumeToken: encodeResumeToken(page.seq),
+              resumeToken,
             }),
           );
         }
-        yield marker(WatchEventType.SYNCED, last);
+        yield marker(WatchEventType.SYNCED, tokenAt(last));
       } else {
         last = await logEnd(deps.pool);
       }
       let lastSent = Date.now();
+      /** True for a change to send: after the start, not already in the snapshot, matching the filter. */
+      const sends = (e: ChangeEvent) => {
+        if (reflected.size > 0 && reflected.delete(e.id)) return false;
+        return matches(filter, e);
+      };
+      /** The event's message; its own token while tokens must still name the snapshot. */
+      const message = (e: ChangeEvent) =>
+        reflected.size > 0
+          ? create(WatchUsersResponseSchema, { ...eventMessage(e), resumeToken: tokenAt(e.seq) })
+          : eventMessage(e);
 
       // Catch up from the log, then live from the buffer (already subscribed, so nothing falls in between).
       for (let first = true; ; first = false) {
@@ -148,9 +169,9 @@ export function createWatchUsers(deps: WatchDeps) {
         }
         for (const e of events) {
           last = e.seq;
-          if (matches(filter, e)) {
+          if (sends(e)) {
             await turn();
-            yield eventMessage(e);
+            yield message(e);
             lastSent = Date.now();
           }
         }
@@ -179,9 +200,9 @@ export function createWatchUsers(deps: WatchDeps) {
           for (const e of backlog.splice(0, backlog.length)) {
             if (e.seq <= last) continue;
             last = e.seq;
-            if (matches(filter, e)) {
+            if (sends(e)) {
               await turn();
-              yield eventMessage(e);
+              yield message(e);
               lastSent = Date.now();
             }
           }
@@ -189,7 +210,7 @@ export function createWatchUsers(deps: WatchDeps) {
         }
         const quiet = Date.now() - lastSent;
         if (quiet >= deps.heartbeatMs) {
-          yield marker(WatchEventType.HEARTBEAT, Math.max(last, deps.feed.lastSeq()));
+          yield marker(WatchEventType.HEARTBEAT, tokenAt(Math.max(last, deps.feed.lastSeq())));
           lastSent = Date.now();
           continue;
         }
