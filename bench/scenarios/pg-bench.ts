@@ -8,6 +8,7 @@ import { execFile } from "node:child_process";
 import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
+import pg from "pg";
 import { postgresCpuSeconds } from "./pg-cluster.ts";
 
 /** One pgbench load. */
@@ -137,5 +138,31 @@ export async function runPgbench(opts: PgbenchOptions): Promise<PgbenchResult> {
     p99Ms: quantile(sorted, 0.99),
     meanMs: latencies.reduce((a, b) => a + b, 0) / (latencies.length || 1),
     postgresCpuSeconds: cpu1 - cpu0,
+  };
+}
+
+/**
+ * One service process's change-log sequencer (docs/adr/0016), busy: one call after another on its own
+ * connection, each numbering everything committed, as a service's feed runs it after its writes. Runs beside
+ * a pgbench load so that the reference does the database work the service's writes cause. Resolves to a stop
+ * function, which resolves to the number of calls made.
+ */
+export async function startSequencerLoop(url: string): Promise<() => Promise<number>> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  let running = true;
+  let calls = 0;
+  const loop = (async () => {
+    while (running) {
+      const { rows } = await c.query<{ n: number }>("select user_changes_sequence(true, 1000) as n");
+      calls++;
+      // The service runs it after its writes, not in a spin: with nothing to number, wait a moment.
+      if (rows[0].n === 0) await new Promise<void>((r) => setTimeout(r, 1));
+    }
+  })();
+  return async () => {
+    running = false;
+    await loop.finally(() => c.end());
+    return calls;
   };
 }

@@ -31,7 +31,7 @@ import { join } from "node:path";
 import pg from "pg";
 import { benchAdminToken, seed } from "../seed.ts";
 import { gitCommit, type ServerEnv, type ServerProcess, startServer } from "../servers.ts";
-import { runPgbench } from "./pg-bench.ts";
+import { runPgbench, startSequencerLoop } from "./pg-bench.ts";
 import {
   baseBackup,
   ensureDebianPostgres,
@@ -236,26 +236,7 @@ async function measure(): Promise<string> {
     }
   }
 
-  /** One service process's sequencer, busy: one call after another on its own connection. */
-  const sequencerLoop = async () => {
-    const c = new pg.Client({ connectionString: primary.url });
-    await c.connect();
-    let running = true;
-    let calls = 0;
-    const loop = (async () => {
-      while (running) {
-        const { rows } = await c.query<{ n: number }>("select user_changes_sequence(true, 1000) as n");
-        calls++;
-        // The service runs it after its writes, not in a spin: with nothing to number, wait a moment.
-        if (rows[0].n === 0) await sleep(1);
-      }
-    })();
-    return async () => {
-      running = false;
-      await loop.finally(() => c.end());
-      return calls;
-    };
-  };
+  const sequencerLoop = () => startSequencerLoop(primary.url);
   const pgbenchSeries = async (series: "sequencer" | "no sequencer") => {
     for (const clients of pgClients) {
       await db.query("checkpoint");

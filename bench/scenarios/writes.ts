@@ -31,7 +31,7 @@ import pg from "pg";
 import { startEmbeddedPostgres } from "../../src/db/embedded-postgres.ts";
 import { benchAdminToken, benchUserId, ID_DIGITS, seed } from "../seed.ts";
 import { gitCommit, type ServerEnv, type ServerProcess, startServer } from "../servers.ts";
-import { type PgbenchResult, runPgbench } from "./pg-bench.ts";
+import { type PgbenchResult, runPgbench, startSequencerLoop } from "./pg-bench.ts";
 import { ensurePgbench, postmasterPid } from "./pg-cluster.ts";
 import {
   enableStatements,
@@ -52,8 +52,10 @@ import { type LoadResult, runServiceLoad, stopLoads, type WriteOp } from "./writ
 //   statement, a data-modifying CTE: the UPDATE of the row where id and version are those read (every column
 //   set), the INSERT INTO user_changes of the snapshot after and before, from the updated row, and for a
 //   delete the UPDATE of the user's sessions joined on the updated row (src/auth/session.repository.ts
-//   revokeUserSessionsSql). Its implicit COMMIT runs the change log's deferred trigger, as the database
-//   defines it (the scripts name no trigger: whatever the migrations installed runs for both sides).
+//   revokeUserSessionsSql). When the service holds the user in its cache (the bench's users all are), it
+//   skips the SELECT and writes from its copy: the script then reads the user in the same statement (an
+//   `old` CTE), one round trip as for the service. The change log's sequencer (docs/adr/0016) runs beside
+//   the script on its own connection, as the service's change feed runs it after the service's writes.
 // - CreateUser without a request id: ONE statement, the INSERT of the user and of its change-log row.
 // The service builds the snapshots in TypeScript and sends them as parameters; pgbench builds them in SQL
 // (jsonb_build_object over the row). When the service's write path changes, change the script of that call
@@ -86,30 +88,51 @@ const readUser = (index: string) => `SELECT ${USER_COLUMNS},
   FROM users u WHERE u.id = ${benchId(index)} \\gset old_`;
 /** A column that may be NULL, as \gset stored it ("" for NULL). */
 const orNull = (column: string, type: string) => `NULLIF(:old_${column}, '')::${type}`;
+/** Where the write takes the user as read: pgbench variables (after `readUser`), or a CTE of the statement. */
+type Source = "variables" | "cte";
+const fromVariables: Record<string, string> = {
+  id: ":old_id::uuid",
+  email: ":old_email",
+  display_name: ":old_display_name",
+  role: ":old_role",
+  state: ":old_state",
+  labels: ":old_labels::jsonb",
+  version: ":old_version::int",
+  delete_time: orNull("delete_time", "timestamptz"),
+  tokens_valid_after: orNull("tokens_valid_after", "timestamptz"),
+  previous: ":old_previous::jsonb",
+};
+const old = (source: Source, column: string) => (source === "variables" ? fromVariables[column] : `old.${column}`);
 /**
  * The service's write of the user read: one statement. It sets every column, as the service does: those in
- * `set` to their new values, the others to the values read.
+ * `set` to their new values, the others to the values read. With `source` "cte" the statement reads the user
+ * itself (an `old` CTE), which is what the service's one statement amounts to when it writes from the copy in
+ * its cache (src/users/user-cache.ts): one round trip, and the row found by its primary key.
  */
-const writeUser = (type: string, set: Record<string, string>, revoke: boolean) => {
+const writeUser = (type: string, set: Record<string, string>, revoke: boolean, source: Source, index = "") => {
   const columns: Record<string, string> = {
-    email: ":old_email",
-    display_name: ":old_display_name",
-    role: ":old_role",
-    state: ":old_state",
-    labels: ":old_labels::jsonb",
-    version: ":old_version::int + 1",
+    email: old(source, "email"),
+    display_name: old(source, "display_name"),
+    role: old(source, "role"),
+    state: old(source, "state"),
+    labels: old(source, "labels"),
+    version: `${old(source, "version")} + 1`,
     update_time: "now()",
-    delete_time: orNull("delete_time", "timestamptz"),
-    tokens_valid_after: orNull("tokens_valid_after", "timestamptz"),
+    delete_time: old(source, "delete_time"),
+    tokens_valid_after: old(source, "tokens_valid_after"),
     ...set,
   };
   const assignments = Object.entries(columns).map(([c, v]) => `${c} = ${v}`);
+  const cte = source === "cte";
   const ctes = [
-    `upd AS (UPDATE users SET ${assignments.join(", ")}
-    WHERE id = :old_id::uuid AND version = :old_version::int RETURNING *)`,
+    ...(cte
+      ? [`old AS (SELECT ${USER_COLUMNS}, ${snapshotOf("u")} AS previous FROM users u WHERE u.id = ${benchId(index)})`]
+      : []),
+    `upd AS (UPDATE users SET ${assignments.join(", ")}${cte ? " FROM old" : ""}
+    WHERE users.id = ${old(source, "id")} AND users.version = ${old(source, "version")} RETURNING users.*)`,
     `chg AS (INSERT INTO user_changes (user_id, type, snapshot, previous, revoke_before)
     SELECT upd.id, '${type}', ${snapshotOf("upd")},
-           :old_previous::jsonb, ${revoke ? "upd.tokens_valid_after" : "NULL"} FROM upd)`,
+           ${old(source, "previous")}, ${revoke ? "upd.tokens_valid_after" : "NULL"} FROM upd${cte ? ", old" : ""})`,
   ];
   if (revoke) {
     ctes.push(`rev AS (UPDATE sessions SET revoke_time = upd.update_time FROM upd
@@ -118,8 +141,8 @@ const writeUser = (type: string, set: Record<string, string>, revoke: boolean) =
   return `WITH ${ctes.join(",\n  ")}\nSELECT count(*) AS changed FROM upd \\gset w_`;
 };
 
-/** The statements the change log's commit trigger runs (Migration20261122000100), told apart in the report. */
-export const TRIGGER_STATEMENTS = [/pg_advisory_xact_lock/i, /update user_changes set seq/i, /pg_notify/i];
+/** The change log's sequencer (docs/adr/0016), run beside both sides, told apart in the report. */
+export const TRIGGER_STATEMENTS = [/user_changes_sequence/i];
 
 /** A pgbench script per call: the service's statements (`transaction`), and the bare statement alone. */
 export const PGBENCH_SCRIPTS: Record<WriteOp, { transaction: string; bare: string }> = {
@@ -129,11 +152,10 @@ export const PGBENCH_SCRIPTS: Record<WriteOp, { transaction: string; bare: strin
     // again and writes once more, as the service does.
     transaction: `\\set i random(0, :users - 1)
 \\set n random(1, 999999999)
-${readUser(":i")}
-${writeUser("updated", { display_name: "'Bench Writer ' || :n" }, false)}
+${writeUser("updated", { display_name: "'Bench Writer ' || :n" }, false, "cte", ":i")}
 \\if :w_changed = 0
 ${readUser(":i")}
-${writeUser("updated", { display_name: "'Bench Writer ' || :n" }, false)}
+${writeUser("updated", { display_name: "'Bench Writer ' || :n" }, false, "variables")}
 \\endif
 `,
     bare: `\\set i random(0, :users - 1)
@@ -165,8 +187,7 @@ INSERT INTO users (id, email, display_name, role, state, labels, password_hash, 
   delete: {
     transaction: `\\set j :j + 1
 \\set i :first + permute(:client_id + :clients * :j, :count, :seed)
-${readUser(":i")}
-${writeUser("deleted", { state: "'deleted'", delete_time: "now()", tokens_valid_after: "now()" }, true)}
+${writeUser("deleted", { state: "'deleted'", delete_time: "now()", tokens_valid_after: "now()" }, true, "cte", ":i")}
 `,
     bare: `\\set j :j + 1
 \\set i :first + permute(:client_id + :clients * :j, :count, :seed)
@@ -407,6 +428,8 @@ async function measureWrites(): Promise<string> {
     };
     const before = await changes(changeType[op]);
     await beforeLoad();
+    // The service's writes make its change feed number them (docs/adr/0016): the reference does that work too.
+    const stopSequencer = kind === "transaction" ? await startSequencerLoop(databaseUrl as string) : undefined;
     const r: PgbenchResult = await runPgbench({
       pgbench: pgbench.path,
       label: `${op}-${kind}`,
@@ -419,7 +442,7 @@ async function measureWrites(): Promise<string> {
       warmupVars: vars("warmup"),
       workDir: work,
       postgresPid,
-    });
+    }).finally(() => stopSequencer?.());
     const total = r.transactions + r.warmupTransactions;
     const statements = statementsOn ? await readStatements(db, total, TRIGGER_STATEMENTS) : undefined;
     const added = (await changes(changeType[op])) - before;
