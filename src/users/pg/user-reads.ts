@@ -27,6 +27,7 @@ import {
 import type { User } from "../user.ts";
 import type { CompactUser } from "../user-cache.columns.ts";
 import type { Page, PageQuery, SnapshotPage } from "../user-store.ts";
+import { createConnectionShare, longHeldShare } from "./connection-share.ts";
 
 const STREAM_BATCH = 500;
 
@@ -53,6 +54,7 @@ const warmSql = `select id, email, display_name, role, state, labels, version, $
 
 /** Builds the reads. */
 export function createUserReads(pool: pg.Pool) {
+  const snapshots = createConnectionShare(longHeldShare(pool.options.max ?? 10));
   async function findById(id: string): Promise<User | null> {
     const res = await pool.query<UserRecord>({
       name: "user-by-id",
@@ -112,25 +114,12 @@ export function createUserReads(pool: pg.Pool) {
     },
 
     async *snapshot(filter: Filter | null): AsyncGenerator<SnapshotPage> {
-      const client = await pool.connect();
-      // Until the commit, the connection is inside the snapshot's transaction: if the reader stops early (a
-      // watcher that leaves mid-snapshot) or a query fails, it is closed rather than pooled in that state.
-      let open = true;
+      // Held from the first page to the last: at most half the pool at once (./connection-share.ts).
+      const giveBack = await snapshots.acquire();
       try {
-        await client.query("begin isolation level repeatable read read only");
-        const { seq, unsequenced, snapshot } = await logPosition(client);
-        let cursor: Cursor | null = null;
-        for (let first = true; ; first = false) {
-          const q = idOrderPage(filter, false, cursor, STREAM_BATCH);
-          const { rows } = await client.query<SortedRecord>(q.sql, q.params);
-          if (rows.length > 0 || first) yield { seq, users: rows.map(userFromRecord), unsequenced, snapshot };
-          if (rows.length < STREAM_BATCH) break;
-          cursor = cursorFromRow(ID_ORDER, rows[rows.length - 1]);
-        }
-        await client.query("commit");
-        open = false;
+        yield* snapshotOn(filter);
       } finally {
-        client.release(open);
+        giveBack();
       }
     },
 
@@ -140,4 +129,27 @@ export function createUserReads(pool: pg.Pool) {
       return res.rows.map(compactFromWarmRecord);
     },
   };
+
+  async function* snapshotOn(filter: Filter | null): AsyncGenerator<SnapshotPage> {
+    const client = await pool.connect();
+    // Until the commit, the connection is inside the snapshot's transaction: if the reader stops early (a
+    // watcher that leaves mid-snapshot) or a query fails, it is closed rather than pooled in that state.
+    let open = true;
+    try {
+      await client.query("begin isolation level repeatable read read only");
+      const { seq, unsequenced, snapshot } = await logPosition(client);
+      let cursor: Cursor | null = null;
+      for (let first = true; ; first = false) {
+        const q = idOrderPage(filter, false, cursor, STREAM_BATCH);
+        const { rows } = await client.query<SortedRecord>(q.sql, q.params);
+        if (rows.length > 0 || first) yield { seq, users: rows.map(userFromRecord), unsequenced, snapshot };
+        if (rows.length < STREAM_BATCH) break;
+        cursor = cursorFromRow(ID_ORDER, rows[rows.length - 1]);
+      }
+      await client.query("commit");
+      open = false;
+    } finally {
+      client.release(open);
+    }
+  }
 }
