@@ -170,7 +170,7 @@ async function benchStream(env: ServerEnv, token: string, db: pg.Client) {
   const cursor2 = await cursorRead();
   log(`  cursor: ${fmt(cursor2.rate)} users/s`);
 
-  // The statement the service repeats for every page (user-queries.ts), after some position.
+  // The statement the service repeats for every page (src/users/pg/user-reads.ts `list`), after some position.
   const { rows: mid } = await db.query<{ id: string }>(
     "select id::text from users where delete_time is null order by id offset $1 limit 1",
     [Math.floor(expected / 2)],
