@@ -619,12 +619,22 @@ describe("two server processes on one database", () => {
     await Promise.all(watchers.map((w) => w.synced()));
     const baseline = await lastSeq(main.databaseUrl);
     // Every connection that last touched the change log: the LISTEN connections of both processes among them.
-    const killed = await query(
+    const killed = await query<{ pid: number }>(
       main.databaseUrl,
-      `select pg_terminate_backend(pid) from pg_stat_activity
+      `select pid, pg_terminate_backend(pid) from pg_stat_activity
        where datname = current_database() and pid <> pg_backend_pid() and query ilike '%user_changes%'`,
     );
     expect(killed.length).toBeGreaterThanOrEqual(2);
+    // Idle pooled connections that wrote the change log die too. Let their ends close and the pools drop them,
+    // so the writes below test the feed's reconnect, not a write racing a connection's death (which answers
+    // UNAVAILABLE, as it should).
+    const pids = killed.map((k) => k.pid);
+    for (let i = 0; i < 50; i++) {
+      const left = await query(main.databaseUrl, "select 1 from pg_stat_activity where pid = any($1)", [pids]);
+      if (left.length === 0) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await new Promise((r) => setTimeout(r, 200));
     // Written while neither process may be listening.
     await rename(u.id, "while down 1");
     await rename(u.id, "while down 2", replica);
