@@ -44,7 +44,7 @@ export interface AuthServiceDeps {
 }
 
 /** Builds the service implementation. */
-export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof AuthService> {
+export function createAuthService(deps: AuthServiceDeps): Partial<ServiceImpl<typeof AuthService>> {
   const { users, sessions, accessTokens, lockout } = deps;
 
   function tokens(user: { id: string; role: RoleName }, session: IssuedSession): Tokens {
@@ -89,15 +89,20 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
         const ok = user?.passwordHash
           ? await verifyPassword(user.passwordHash, req.password, slot)
           : await verifyAgainstDummy(req.password, slot);
-        // A failure needs no second write: the reservation already counted it (and locked at the 5th).
-        if (!user || !ok) throw invalidCredentials();
+        // A failure needs no second write: the reservation already counted it (and locked at the 5th). A
+        // service account has no password (and authenticates only with API keys): the same answer.
+        if (!user || !ok || user.kind === "service") throw invalidCredentials();
         await lockout.succeeded(req.email);
         if (user.passwordHash && needsRehash(user.passwordHash)) {
           // An imported bcrypt hash: replace it with argon2id now that the password is known.
           await users.replaceHash(user.id, user.passwordHash, await hashPassword(req.password, { wait: true }));
         }
         if (user.state !== "active") throw new ServiceError("PERMISSION_DENIED", "this account is suspended");
-        return { user: toProtoUser(user), tokens: tokens(user, await sessions.start(user.id, clientOf(ctx))) };
+        return {
+          user: toProtoUser(user),
+          tokens: tokens(user, await sessions.start(user.id, clientOf(ctx))),
+          passwordChangeRequired: user.passwordChangeRequired,
+        };
       } finally {
         slot.release();
       }

@@ -53,6 +53,6 @@ export function createCallerVerifier(deps: TokenStanding & { accessTokens: Acces
     const status = await standingOf(claims, deps);
     // Same answer as a forged token: a caller learns nothing about whether the user exists.
     if (!status) throw invalidToken();
-    return { ...claims, admin: status.role === "admin" };
+    return { ...claims, admin: status.role === "admin", passwordChangeRequired: status.passwordChangeRequired };
   };
 }

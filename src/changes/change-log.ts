@@ -29,7 +29,12 @@ export interface UserSnapshot {
   displayName: string;
   role: "user" | "admin";
   state: "active" | "suspended" | "deleted";
+  /** Absent in rows logged before it existed: "human". */
+  kind?: "human" | "service";
   labels: Record<string, string>;
+  /** Absent in rows logged before they existed: false. */
+  emailVerified?: boolean;
+  passwordChangeRequired?: boolean;
   version: number;
   /** Instants as ISO 8601 (`toISOString`). */
   createTime: string;

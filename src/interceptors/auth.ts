@@ -55,6 +55,12 @@ export function createAuthInterceptor(opts: {
     if (!token) throw new ServiceError("UNAUTHENTICATED", "missing bearer token in the authorization header");
     const caller = await opts.verify(token);
     req.contextValues.set(kCaller, caller);
+    if (caller.passwordChangeRequired && !policy.allowedWhilePasswordChangeRequired) {
+      throw new ServiceError(
+        "PASSWORD_CHANGE_REQUIRED",
+        "an administrator requires a new password: call ChangePassword first",
+      );
+    }
     if (caller.admin || policy.audience === Audience.AUTHENTICATED) return next(req);
     if (policy.audience === Audience.ADMIN) throw denied("this method needs the admin role");
     if (policy.audience === Audience.ADMIN_OR_SELF && !req.stream) {

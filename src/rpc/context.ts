@@ -13,8 +13,12 @@ export interface Caller {
   readonly issuedAtMs: number;
   /** Token expiry, in milliseconds: streams end with UNAUTHENTICATED then. */
   readonly expiresAtMs: number;
-  /** The session the token belongs to (absent on tokens issued without one). */
+  /** The session the token belongs to (absent for an API key). */
   readonly sessionId?: string;
+  /** The API key the call was made with (absent for a JWT). */
+  readonly apiKeyId?: string;
+  /** An admin's SetPassword asked for a new password: only methods that allow it may be called. */
+  readonly passwordChangeRequired?: boolean;
 }
 
 /** The caller; undefined on public methods. */

@@ -1,7 +1,8 @@
 /**
  * The storage of the user cache (./user-cache.ts): one slot per user, in typed-array columns outside the JS
  * heap (docs/adr/0007, 0017). The slot of an id is found through its 16 UUID bytes (./user-cache.ids.ts);
- * role, state, kind and the clock's used bit share one byte; version and the create and update instants
+ * role, state, the slot's kind, the clock's used bit and the user's kind, email-verified and
+ * password-change-required bits share one 16-bit word; version and the create and update instants
  * have columns; the delete and tokens-valid-after instants, set for few users, are in maps by slot; labels
  * are a reference to a shared label set (./user-cache.labels.ts); email and display name are one UTF-8
  * record (`email \0 displayName`, then `\0 key \0 value` pairs when the labels are not shared; PostgreSQL
@@ -10,7 +11,7 @@
  * the GC has no per-user object to mark. The columns grow by doubling up to `max` slots.
  */
 
-import type { RoleName, StateName, User, UserStatus } from "./user.ts";
+import type { KindName, RoleName, StateName, User, UserStatus } from "./user.ts";
 import { IdIndex } from "./user-cache.ids.ts";
 import { LabelSets } from "./user-cache.labels.ts";
 import { TextArena } from "./user-cache.text.ts";
@@ -22,7 +23,10 @@ export interface CompactUser {
   displayName: string;
   role: RoleName;
   state: StateName;
+  kind: KindName;
   labels: Record<string, string>;
+  emailVerified: boolean;
+  passwordChangeRequired: boolean;
   version: number;
   createMs: number;
   updateMs: number;
@@ -38,7 +42,10 @@ export function compactOf(u: User): CompactUser {
     displayName: u.displayName,
     role: u.role,
     state: u.state,
+    kind: u.kind,
     labels: u.labels,
+    emailVerified: u.emailVerified,
+    passwordChangeRequired: u.passwordChangeRequired,
     version: u.version,
     createMs: u.createTime.getTime(),
     updateMs: u.updateTime.getTime(),
@@ -50,7 +57,10 @@ export function compactOf(u: User): CompactUser {
 const ROLES: readonly RoleName[] = ["user", "admin"];
 const STATES: readonly StateName[] = ["active", "suspended", "deleted"];
 
-/** The flag byte of a slot: kind (2 bits), role (1), state (2), used (1). */
+/**
+ * The flag word of a slot: the slot's kind (2 bits), role (1), state (2), used (1), then the user's kind
+ * (service: 1), email verified (1), password change required (1).
+ */
 const KIND = 0b11;
 const FREE = 0;
 const ABSENT = 1; // the database said there is no such user (kept, so unknown ids in tokens cost no query)
@@ -59,6 +69,9 @@ export const PRESENT = 2;
 const ROLE_SHIFT = 2;
 const STATE_SHIFT = 3;
 const USED = 1 << 5;
+const SERVICE = 1 << 6;
+const EMAIL_VERIFIED = 1 << 7;
+const CHANGE_REQUIRED = 1 << 8;
 
 /** The slots. */
 export class Columns {
@@ -66,7 +79,7 @@ export class Columns {
   count = 0;
   private free: number[] = [];
   private readonly index: IdIndex;
-  private flags: Uint8Array;
+  private flags: Uint16Array;
   private versions: Int32Array;
   /** Per slot: create and update instants, epoch ms. */
   private times: Float64Array;
@@ -86,7 +99,7 @@ export class Columns {
     this.capacity = Math.max(1, capacity);
     this.max = max;
     this.index = new IdIndex(this.capacity);
-    this.flags = new Uint8Array(this.capacity);
+    this.flags = new Uint16Array(this.capacity);
     this.versions = new Int32Array(this.capacity);
     this.times = new Float64Array(2 * this.capacity);
     this.textAt = new Uint32Array(this.capacity);
@@ -172,7 +185,14 @@ export class Columns {
     if (ref !== 0) parts.length = 2;
     this.textAt[slot] = this.text.put(parts.join("\0"));
     this.textLength[slot] = this.text.lastLength;
-    this.flags[slot] = PRESENT | (role << ROLE_SHIFT) | (state << STATE_SHIFT) | used;
+    this.flags[slot] =
+      PRESENT |
+      (role << ROLE_SHIFT) |
+      (state << STATE_SHIFT) |
+      used |
+      (f.kind === "service" ? SERVICE : 0) |
+      (f.emailVerified ? EMAIL_VERIFIED : 0) |
+      (f.passwordChangeRequired ? CHANGE_REQUIRED : 0);
     this.versions[slot] = f.version;
     this.times[2 * slot] = f.createMs;
     this.times[2 * slot + 1] = f.updateMs;
@@ -197,7 +217,10 @@ export class Columns {
       displayName: parts[1],
       role: ROLES[(flags >> ROLE_SHIFT) & 1],
       state: STATES[(flags >> STATE_SHIFT) & 3],
+      kind: flags & SERVICE ? "service" : "human",
       labels,
+      emailVerified: (flags & EMAIL_VERIFIED) !== 0,
+      passwordChangeRequired: (flags & CHANGE_REQUIRED) !== 0,
       version: this.versions[slot],
       createTime: new Date(this.times[2 * slot]),
       updateTime: new Date(this.times[2 * slot + 1]),
@@ -214,12 +237,13 @@ export class Columns {
       role: ROLES[(flags >> ROLE_SHIFT) & 1],
       state: STATES[(flags >> STATE_SHIFT) & 3],
       tokensValidAfterMs: this.validAfter.get(slot) ?? 0,
+      passwordChangeRequired: (flags & CHANGE_REQUIRED) !== 0,
     };
   }
 
   /** Bytes held outside the JS heap (columns, index, text chunks): for the ADR's measurements and tests. */
   externalBytes(): number {
-    return this.capacity * (1 + 4 + 16 + 4 + 4 + 4) + this.index.bytes() + this.text.bytes();
+    return this.capacity * (2 + 4 + 16 + 4 + 4 + 4) + this.index.bytes() + this.text.bytes();
   }
 
   private clearText(slot: number): void {
@@ -242,7 +266,7 @@ export class Columns {
 
   private grow(): void {
     const capacity = Math.min(this.max, 2 * this.capacity);
-    const grown = <T extends Uint8Array | Int32Array | Uint32Array | Float64Array>(a: T, n: number): T => {
+    const grown = <T extends Uint16Array | Int32Array | Uint32Array | Float64Array>(a: T, n: number): T => {
       const b = new (a.constructor as new (n: number) => T)(n);
       b.set(a);
       return b;

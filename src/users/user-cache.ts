@@ -184,7 +184,9 @@ export function withUserCache(store: UserStore, opts: UserCacheOptions): CachedU
     update: async (id, patch, etag) => written(await store.update(id, patch, etag, seen(id))),
     delete: async (id, etag) => written(await store.delete(id, etag, seen(id))),
     undelete: async (id) => written(await store.undelete(id)),
-    setPassword: async (id, passwordHash) => written(await store.setPassword(id, passwordHash)),
+    setPassword: async (id, passwordHash, changeRequired) =>
+      written(await store.setPassword(id, passwordHash, changeRequired)),
+    verifyEmail: async (id, email) => written(await store.verifyEmail(id, email)),
 
     findByIds: (ids) => store.findByIds(ids),
     list: (query) => store.list(query),

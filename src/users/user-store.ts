@@ -86,8 +86,17 @@ export interface UserCredentials {
    * the user still has `oldHash`. Not a change of the user resource: no version bump, no change-log event.
    */
   replaceHash(id: string, oldHash: string, newHash: string): Promise<void>;
-  /** Gives the user a new password hash and revokes every token and session it had. */
-  setPassword(id: string, passwordHash: string): Promise<User>;
+  /**
+   * Gives a user that is not deleted (else USER_NOT_FOUND) a new password hash and revokes every token and
+   * session it had. `changeRequired` (an admin's SetPassword) restricts its new tokens until it changes the
+   * password itself; otherwise the restriction is lifted. A service account has no password: INVALID_ARGUMENT.
+   */
+  setPassword(id: string, passwordHash: string, changeRequired?: boolean): Promise<User>;
+  /**
+   * Marks the email of a user that is not deleted verified, if it is still `email` (any case); throws
+   * USER_NOT_FOUND otherwise (the address the code was sent to is not the user's any more).
+   */
+  verifyEmail(id: string, email: string): Promise<User>;
 }
 
 /** The users. Writes throw ServiceError USER_NOT_FOUND, EMAIL_TAKEN or ETAG_MISMATCH. */

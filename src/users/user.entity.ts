@@ -4,7 +4,7 @@
  * psql. user.record.ts converts entities to and from the domain user.
  */
 import { defineEntity, type InferEntity, p } from "@mikro-orm/core";
-import type { RoleName, StateName } from "./user.ts";
+import type { KindName, RoleName, StateName } from "./user.ts";
 
 /** A user row. `version` is the optimistic lock the etag is derived from. */
 export const UserEntity = defineEntity({
@@ -16,7 +16,10 @@ export const UserEntity = defineEntity({
     displayName: p.text(),
     role: p.text().$type<RoleName>(),
     state: p.text().$type<StateName>(),
+    kind: p.text().$type<KindName>(),
     labels: p.json<Record<string, string>>(),
+    emailVerified: p.boolean(),
+    passwordChangeRequired: p.boolean(),
     passwordHash: p.text().nullable().hidden().lazy(),
     version: p.integer(),
     createTime: p.datetime(),

@@ -4,12 +4,17 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Role, type User as UserMessage, UserSchema, UserState } from "../../gen/user/v1/user_pb.js";
-import { etagOf, type RoleName, type StateName, type User } from "./user.ts";
+import { Role, UserKind, type User as UserMessage, UserSchema, UserState } from "../../gen/user/v1/user_pb.js";
+import { etagOf, type KindName, type RoleName, type StateName, type User } from "./user.ts";
 
 /** Proto role to role name; undefined for ROLE_UNSPECIFIED. */
 export function roleFromProto(role: Role): RoleName | undefined {
   return role === Role.ADMIN ? "admin" : role === Role.USER ? "user" : undefined;
+}
+
+/** Proto kind to kind name (unspecified: a person). */
+export function kindFromProto(kind: UserKind): KindName {
+  return kind === UserKind.SERVICE ? "service" : "human";
 }
 
 /** The state an update may set: suspended, or else active (DeleteUser and UndeleteUser do the rest). */
@@ -32,6 +37,9 @@ export function toProtoUser(u: User): UserMessage {
     role: u.role === "admin" ? Role.ADMIN : Role.USER,
     state: stateToProto[u.state],
     labels: { ...u.labels },
+    kind: u.kind === "service" ? UserKind.SERVICE : UserKind.HUMAN,
+    emailVerified: u.emailVerified,
+    passwordChangeRequired: u.passwordChangeRequired,
     createTime: timestampFromDate(u.createTime),
     updateTime: timestampFromDate(u.updateTime),
     deleteTime: u.deleteTime ? timestampFromDate(u.deleteTime) : undefined,

@@ -3,12 +3,12 @@
  * epoch ms, so warming makes no Dates).
  */
 
-import type { RoleName, StateName, User } from "./user.ts";
+import type { KindName, RoleName, StateName, User } from "./user.ts";
 import type { CompactUser } from "./user-cache.columns.ts";
 
 /** The columns of a user read with raw SQL (never the password hash). */
-export const userColumns = `id, email, display_name, role, state, labels, version, create_time, update_time, delete_time,
-  tokens_valid_after`;
+export const userColumns = `id, email, display_name, role, state, kind, labels, email_verified, password_change_required,
+  version, create_time, update_time, delete_time, tokens_valid_after`;
 
 /** A users row as pg returns it. */
 export type UserRecord = {
@@ -17,7 +17,10 @@ export type UserRecord = {
   display_name: string;
   role: RoleName;
   state: StateName;
+  kind: KindName;
   labels: Record<string, string>;
+  email_verified: boolean;
+  password_change_required: boolean;
   version: number;
   create_time: Date;
   update_time: Date;
@@ -33,7 +36,10 @@ export function userFromRecord(r: UserRecord): User {
     displayName: r.display_name,
     role: r.role,
     state: r.state,
+    kind: r.kind,
     labels: r.labels,
+    emailVerified: r.email_verified,
+    passwordChangeRequired: r.password_change_required,
     version: r.version,
     createTime: r.create_time,
     updateTime: r.update_time,
@@ -58,7 +64,10 @@ export function compactFromWarmRecord(r: WarmRecord): CompactUser {
     displayName: r.display_name,
     role: r.role,
     state: r.state,
+    kind: r.kind,
     labels: r.labels,
+    emailVerified: r.email_verified,
+    passwordChangeRequired: r.password_change_required,
     version: r.version,
     createMs: r.create_time,
     updateMs: r.update_time,

@@ -13,7 +13,7 @@ import { hashPassword } from "../passwords/passwords.ts";
 import { type Caller, kCaller } from "../rpc/context.ts";
 import { type FieldViolation, invalidArgument, ServiceError } from "../rpc/errors.ts";
 import { type PageTokenCodec, parseFilter, parseOrderBy } from "./list/index.ts";
-import { roleFromProto, settableStateFromProto, toProtoUser } from "./user.message.ts";
+import { kindFromProto, roleFromProto, settableStateFromProto, toProtoUser } from "./user.message.ts";
 import type { User, UserPatch } from "./user.ts";
 import { importUsers } from "./user-import.ts";
 import type { UserStore } from "./user-store.ts";
@@ -134,12 +134,19 @@ export function createUserService(deps: {
       if (!u?.email) missing.push({ field: "user.email", description: "is required" });
       if (!u?.displayName) missing.push({ field: "user.display_name", description: "is required" });
       if (!u || missing.length > 0) throw invalidArgument(missing);
+      const kind = kindFromProto(u.kind);
+      if (kind === "service" && req.password !== undefined) {
+        throw invalidArgument([
+          { field: "password", description: "a service account has no password: it authenticates with API keys" },
+        ]);
+      }
       if (req.password !== undefined) assertStrongPassword(req.password, { email: u.email, field: "password" });
       const user = await users.create(
         {
           email: u.email,
           displayName: u.displayName,
           role: roleFromProto(u.role) ?? "user",
+          kind,
           labels: { ...u.labels },
           passwordHash: req.password !== undefined ? await hashPassword(req.password) : null,
         },

@@ -8,6 +8,8 @@
 export type RoleName = "user" | "admin";
 /** State names, as stored. */
 export type StateName = "active" | "suspended" | "deleted";
+/** Kind names, as stored: a person, or a service account (no password, API keys only). */
+export type KindName = "human" | "service";
 
 /** A user (never its password hash). `version` grows with every write; the etag is derived from it. */
 export interface User {
@@ -16,7 +18,12 @@ export interface User {
   displayName: string;
   role: RoleName;
   state: StateName;
+  kind: KindName;
   labels: Record<string, string>;
+  /** True once the email was verified; false again when it changes. */
+  emailVerified: boolean;
+  /** Set by an admin's SetPassword: until ChangePassword, the user's tokens work only for a few methods. */
+  passwordChangeRequired: boolean;
   version: number;
   createTime: Date;
   updateTime: Date;
@@ -28,12 +35,14 @@ export interface User {
 /** A user with its password hash (null: the user cannot log in with a password), for the auth service. */
 export type UserWithHash = User & { passwordHash: string | null };
 
-/** What the auth check needs of a user: read on every call, so only these three facts. */
+/** What the auth check needs of a user: read on every call, so only these facts. */
 export interface UserStatus {
   role: RoleName;
   state: StateName;
   /** Epoch ms; 0 when no token was ever revoked. */
   tokensValidAfterMs: number;
+  /** The user's tokens work only for the methods that allow it (authz.v1 allowed_while_password_change_required). */
+  passwordChangeRequired: boolean;
 }
 
 /** The fields of a new user. */
@@ -43,6 +52,8 @@ export interface NewUser {
   role: RoleName;
   labels: Record<string, string>;
   passwordHash: string | null;
+  /** Default "human". A service account has no password. */
+  kind?: KindName;
 }
 
 /** The fields an update may change (undefined: unchanged). State is only ever active or suspended here. */
@@ -67,7 +78,10 @@ export function newUser(id: string, input: Omit<NewUser, "passwordHash">, now: D
     displayName: input.displayName,
     role: input.role,
     state: "active",
+    kind: input.kind ?? "human",
     labels: input.labels,
+    emailVerified: false,
+    passwordChangeRequired: false,
     version: 1,
     createTime: now,
     updateTime: now,
@@ -79,16 +93,24 @@ export function newUser(id: string, input: Omit<NewUser, "passwordHash">, now: D
 /** The status of a user, or null for none. */
 export function statusOf(user: User | null): UserStatus | null {
   return user
-    ? { role: user.role, state: user.state, tokensValidAfterMs: user.tokensValidAfter?.getTime() ?? 0 }
+    ? {
+        role: user.role,
+        state: user.state,
+        tokensValidAfterMs: user.tokensValidAfter?.getTime() ?? 0,
+        passwordChangeRequired: user.passwordChangeRequired,
+      }
     : null;
 }
 
 // The transitions. Each changes a user in place (the store applies it to the locked row, then bumps the version);
 // the store revokes the user's sessions whenever one moves tokensValidAfter.
 
-/** Applies an update. Suspending a user revokes its tokens. */
+/** Applies an update. Suspending a user revokes its tokens; a new email address is not verified. */
 export function applyPatch(user: User, patch: UserPatch, now: Date): void {
-  if (patch.email !== undefined) user.email = patch.email;
+  if (patch.email !== undefined) {
+    if (patch.email.toLowerCase() !== user.email.toLowerCase()) user.emailVerified = false;
+    user.email = patch.email;
+  }
   if (patch.displayName !== undefined) user.displayName = patch.displayName;
   if (patch.role !== undefined) user.role = patch.role;
   if (patch.labels !== undefined) user.labels = { ...patch.labels };
@@ -105,9 +127,18 @@ export function markDeleted(user: User, now: Date): void {
   user.tokensValidAfter = now;
 }
 
-/** A new password: every token issued before it dies. */
-export function markPasswordChanged(user: User, now: Date): void {
+/**
+ * A new password: every token issued before it dies. `changeRequired` (an admin's SetPassword) restricts the
+ * user's tokens until the user chooses one; a password the user chose clears it.
+ */
+export function markPasswordChanged(user: User, now: Date, changeRequired = false): void {
   user.tokensValidAfter = now;
+  user.passwordChangeRequired = changeRequired;
+}
+
+/** The user proved it receives mail at its address. */
+export function markEmailVerified(user: User): void {
+  user.emailVerified = true;
 }
 
 /** Restores a soft-deleted user (a user that is not deleted is left as it is). */

@@ -66,6 +66,9 @@ describe("the user cache's id index", () => {
       displayName: `名前 ${i} ${"x".repeat(5000 + (v % 50))}`,
       role: i % 2 ? ("admin" as const) : ("user" as const),
       state: (["active", "suspended", "deleted"] as const)[i % 3],
+      kind: i % 7 === 0 ? ("service" as const) : ("human" as const),
+      emailVerified: (i + v) % 2 === 0,
+      passwordChangeRequired: (i + v) % 3 === 0,
       labels: (i % 4 ? { team: `t${i}`, empty: "", v: String(v) } : {}) as Record<string, string>,
       version: v,
       createMs: 1_700_000_000_123 + i,
@@ -86,7 +89,10 @@ describe("the user cache's id index", () => {
         displayName: f.displayName,
         role: f.role,
         state: f.state,
+        kind: f.kind,
         labels: f.labels,
+        emailVerified: f.emailVerified,
+        passwordChangeRequired: f.passwordChangeRequired,
         version: v,
         createTime: new Date(f.createMs),
         updateTime: new Date(f.updateMs),
@@ -97,6 +103,7 @@ describe("the user cache's id index", () => {
         role: f.role,
         state: f.state,
         tokensValidAfterMs: f.tokensValidAfterMs ?? 0,
+        passwordChangeRequired: f.passwordChangeRequired,
       });
     }
     // 10 MB written, 0.5 MB live: the text was compacted into a few chunks.

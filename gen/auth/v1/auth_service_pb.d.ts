@@ -6,6 +6,7 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import type { Message } from "@bufbuild/protobuf";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import type { User } from "../../user/v1/user_pb.js";
+import type { Session } from "./session_pb.js";
 
 /**
  * Describes the file auth/v1/auth_service.proto.
@@ -160,6 +161,14 @@ export declare type LoginResponse = Message<"auth.v1.LoginResponse"> & {
    * @generated from field: auth.v1.Tokens tokens = 2;
    */
   tokens?: Tokens | undefined;
+
+  /**
+   * True when an admin required a new password: until ChangePassword, the tokens work only for
+   * GetCurrentUser, ChangePassword and Logout.
+   *
+   * @generated from field: bool password_change_required = 3;
+   */
+  passwordChangeRequired: boolean;
 };
 
 /**
@@ -324,6 +333,189 @@ export declare type ChangePasswordResponse = Message<"auth.v1.ChangePasswordResp
 export declare const ChangePasswordResponseSchema: GenMessage<ChangePasswordResponse>;
 
 /**
+ * Request for ListSessions.
+ *
+ * @generated from message auth.v1.ListSessionsRequest
+ */
+export declare type ListSessionsRequest = Message<"auth.v1.ListSessionsRequest"> & {
+  /**
+   * Default 50; larger than 1000 is clamped to 1000.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * From a previous response's next_page_token.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message auth.v1.ListSessionsRequest.
+ * Use `create(ListSessionsRequestSchema)` to create a new message.
+ */
+export declare const ListSessionsRequestSchema: GenMessage<ListSessionsRequest>;
+
+/**
+ * Response of ListSessions.
+ *
+ * @generated from message auth.v1.ListSessionsResponse
+ */
+export declare type ListSessionsResponse = Message<"auth.v1.ListSessionsResponse"> & {
+  /**
+   * The caller's live sessions, newest first.
+   *
+   * @generated from field: repeated auth.v1.Session sessions = 1;
+   */
+  sessions: Session[];
+
+  /**
+   * Token of the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message auth.v1.ListSessionsResponse.
+ * Use `create(ListSessionsResponseSchema)` to create a new message.
+ */
+export declare const ListSessionsResponseSchema: GenMessage<ListSessionsResponse>;
+
+/**
+ * Request for RevokeSession.
+ *
+ * @generated from message auth.v1.RevokeSessionRequest
+ */
+export declare type RevokeSessionRequest = Message<"auth.v1.RevokeSessionRequest"> & {
+  /**
+   * One of the caller's sessions (Session.id).
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+};
+
+/**
+ * Describes the message auth.v1.RevokeSessionRequest.
+ * Use `create(RevokeSessionRequestSchema)` to create a new message.
+ */
+export declare const RevokeSessionRequestSchema: GenMessage<RevokeSessionRequest>;
+
+/**
+ * Response of RevokeSession.
+ *
+ * @generated from message auth.v1.RevokeSessionResponse
+ */
+export declare type RevokeSessionResponse = Message<"auth.v1.RevokeSessionResponse"> & {
+};
+
+/**
+ * Describes the message auth.v1.RevokeSessionResponse.
+ * Use `create(RevokeSessionResponseSchema)` to create a new message.
+ */
+export declare const RevokeSessionResponseSchema: GenMessage<RevokeSessionResponse>;
+
+/**
+ * Request for ResetPassword.
+ *
+ * @generated from message auth.v1.ResetPasswordRequest
+ */
+export declare type ResetPasswordRequest = Message<"auth.v1.ResetPasswordRequest"> & {
+  /**
+   * The account's email (any case).
+   *
+   * @generated from field: string email = 1;
+   */
+  email: string;
+
+  /**
+   * The code from CreatePasswordResetCode.
+   *
+   * @generated from field: string code = 2;
+   */
+  code: string;
+
+  /**
+   * 8-128 characters.
+   *
+   * @generated from field: string new_password = 3;
+   */
+  newPassword: string;
+};
+
+/**
+ * Describes the message auth.v1.ResetPasswordRequest.
+ * Use `create(ResetPasswordRequestSchema)` to create a new message.
+ */
+export declare const ResetPasswordRequestSchema: GenMessage<ResetPasswordRequest>;
+
+/**
+ * Response of ResetPassword.
+ *
+ * @generated from message auth.v1.ResetPasswordResponse
+ */
+export declare type ResetPasswordResponse = Message<"auth.v1.ResetPasswordResponse"> & {
+};
+
+/**
+ * Describes the message auth.v1.ResetPasswordResponse.
+ * Use `create(ResetPasswordResponseSchema)` to create a new message.
+ */
+export declare const ResetPasswordResponseSchema: GenMessage<ResetPasswordResponse>;
+
+/**
+ * Request for VerifyEmail.
+ *
+ * @generated from message auth.v1.VerifyEmailRequest
+ */
+export declare type VerifyEmailRequest = Message<"auth.v1.VerifyEmailRequest"> & {
+  /**
+   * The account's email (any case).
+   *
+   * @generated from field: string email = 1;
+   */
+  email: string;
+
+  /**
+   * The code from CreateEmailVerificationCode.
+   *
+   * @generated from field: string code = 2;
+   */
+  code: string;
+};
+
+/**
+ * Describes the message auth.v1.VerifyEmailRequest.
+ * Use `create(VerifyEmailRequestSchema)` to create a new message.
+ */
+export declare const VerifyEmailRequestSchema: GenMessage<VerifyEmailRequest>;
+
+/**
+ * Response of VerifyEmail.
+ *
+ * @generated from message auth.v1.VerifyEmailResponse
+ */
+export declare type VerifyEmailResponse = Message<"auth.v1.VerifyEmailResponse"> & {
+  /**
+   * The user, with email_verified set.
+   *
+   * @generated from field: user.v1.User user = 1;
+   */
+  user?: User | undefined;
+};
+
+/**
+ * Describes the message auth.v1.VerifyEmailResponse.
+ * Use `create(VerifyEmailResponseSchema)` to create a new message.
+ */
+export declare const VerifyEmailResponseSchema: GenMessage<VerifyEmailResponse>;
+
+/**
  * AuthService signs users up and in, and manages their sessions.
  *
  * @generated from service auth.v1.AuthService
@@ -388,6 +580,46 @@ export declare const AuthService: GenService<{
     methodKind: "unary";
     input: typeof ChangePasswordRequestSchema;
     output: typeof ChangePasswordResponseSchema;
+  },
+  /**
+   * Lists the caller's live sessions, newest first.
+   *
+   * @generated from rpc auth.v1.AuthService.ListSessions
+   */
+  listSessions: {
+    methodKind: "unary";
+    input: typeof ListSessionsRequestSchema;
+    output: typeof ListSessionsResponseSchema;
+  },
+  /**
+   * Ends one of the caller's sessions: its refresh token and access tokens stop working on every replica.
+   *
+   * @generated from rpc auth.v1.AuthService.RevokeSession
+   */
+  revokeSession: {
+    methodKind: "unary";
+    input: typeof RevokeSessionRequestSchema;
+    output: typeof RevokeSessionResponseSchema;
+  },
+  /**
+   * Sets a new password with a code from CreatePasswordResetCode; revokes every session of the user.
+   *
+   * @generated from rpc auth.v1.AuthService.ResetPassword
+   */
+  resetPassword: {
+    methodKind: "unary";
+    input: typeof ResetPasswordRequestSchema;
+    output: typeof ResetPasswordResponseSchema;
+  },
+  /**
+   * Marks the user's email verified with a code from CreateEmailVerificationCode.
+   *
+   * @generated from rpc auth.v1.AuthService.VerifyEmail
+   */
+  verifyEmail: {
+    methodKind: "unary";
+    input: typeof VerifyEmailRequestSchema;
+    output: typeof VerifyEmailResponseSchema;
   },
 }>;
 

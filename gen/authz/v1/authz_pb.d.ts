@@ -38,6 +38,14 @@ export declare type AccessPolicy = Message<"authz.v1.AccessPolicy"> & {
    * @generated from field: repeated string self_updatable_fields = 3;
    */
   selfUpdatableFields: string[];
+
+  /**
+   * True for the few methods a user whose password_change_required is set may still call (the others answer
+   * PERMISSION_DENIED, reason PASSWORD_CHANGE_REQUIRED).
+   *
+   * @generated from field: bool allowed_while_password_change_required = 4;
+   */
+  allowedWhilePasswordChangeRequired: boolean;
 };
 
 /**

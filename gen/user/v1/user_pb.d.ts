@@ -86,6 +86,28 @@ export declare type User = Message<"user.v1.User"> & {
    * @generated from field: string etag = 10;
    */
   etag: string;
+
+  /**
+   * Output only. True once the address was verified (VerifyEmail); false again when the email changes.
+   *
+   * @generated from field: bool email_verified = 11;
+   */
+  emailVerified: boolean;
+
+  /**
+   * Set on create (default USER_KIND_HUMAN); cannot be changed afterwards.
+   *
+   * @generated from field: user.v1.UserKind kind = 12;
+   */
+  kind: UserKind;
+
+  /**
+   * Output only. Set by SetPassword with change_required: until the user changes its password, its tokens
+   * are accepted only by GetCurrentUser, ChangePassword and Logout.
+   *
+   * @generated from field: bool password_change_required = 13;
+   */
+  passwordChangeRequired: boolean;
 };
 
 /**
@@ -166,4 +188,37 @@ export enum UserState {
  * Describes the enum user.v1.UserState.
  */
 export declare const UserStateSchema: GenEnum<UserState>;
+
+/**
+ * UserKind tells people from backend services.
+ *
+ * @generated from enum user.v1.UserKind
+ */
+export enum UserKind {
+  /**
+   * Not set: a new user is USER_KIND_HUMAN.
+   *
+   * @generated from enum value: USER_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A person: logs in with email and password.
+   *
+   * @generated from enum value: USER_KIND_HUMAN = 1;
+   */
+  HUMAN = 1,
+
+  /**
+   * A service account: created by an admin, has no password, cannot Login, authenticates only with API keys.
+   *
+   * @generated from enum value: USER_KIND_SERVICE = 2;
+   */
+  SERVICE = 2,
+}
+
+/**
+ * Describes the enum user.v1.UserKind.
+ */
+export declare const UserKindSchema: GenEnum<UserKind>;
 

@@ -6,6 +6,8 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import type { Message } from "@bufbuild/protobuf";
 import type { User } from "./user_pb.js";
 import type { FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
+import type { Session } from "./session_pb.js";
+import type { ApiKey } from "./api_key_pb.js";
 
 /**
  * Describes the file user/v1/user_service.proto.
@@ -596,6 +598,404 @@ export declare type ImportFailure = Message<"user.v1.ImportFailure"> & {
 export declare const ImportFailureSchema: GenMessage<ImportFailure>;
 
 /**
+ * Request for ListUserSessions.
+ *
+ * @generated from message user.v1.ListUserSessionsRequest
+ */
+export declare type ListUserSessionsRequest = Message<"user.v1.ListUserSessionsRequest"> & {
+  /**
+   * The user's id.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * Default 50; larger than 1000 is clamped to 1000.
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * From a previous response's next_page_token.
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message user.v1.ListUserSessionsRequest.
+ * Use `create(ListUserSessionsRequestSchema)` to create a new message.
+ */
+export declare const ListUserSessionsRequestSchema: GenMessage<ListUserSessionsRequest>;
+
+/**
+ * Response of ListUserSessions.
+ *
+ * @generated from message user.v1.ListUserSessionsResponse
+ */
+export declare type ListUserSessionsResponse = Message<"user.v1.ListUserSessionsResponse"> & {
+  /**
+   * The user's live sessions, newest first.
+   *
+   * @generated from field: repeated user.v1.Session sessions = 1;
+   */
+  sessions: Session[];
+
+  /**
+   * Token of the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message user.v1.ListUserSessionsResponse.
+ * Use `create(ListUserSessionsResponseSchema)` to create a new message.
+ */
+export declare const ListUserSessionsResponseSchema: GenMessage<ListUserSessionsResponse>;
+
+/**
+ * Request for RevokeUserSessions.
+ *
+ * @generated from message user.v1.RevokeUserSessionsRequest
+ */
+export declare type RevokeUserSessionsRequest = Message<"user.v1.RevokeUserSessionsRequest"> & {
+  /**
+   * The user's id.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * One session of the user; unset: every session.
+   *
+   * @generated from field: optional string session_id = 2;
+   */
+  sessionId?: string | undefined;
+};
+
+/**
+ * Describes the message user.v1.RevokeUserSessionsRequest.
+ * Use `create(RevokeUserSessionsRequestSchema)` to create a new message.
+ */
+export declare const RevokeUserSessionsRequestSchema: GenMessage<RevokeUserSessionsRequest>;
+
+/**
+ * Response of RevokeUserSessions.
+ *
+ * @generated from message user.v1.RevokeUserSessionsResponse
+ */
+export declare type RevokeUserSessionsResponse = Message<"user.v1.RevokeUserSessionsResponse"> & {
+  /**
+   * Sessions that were live and are now revoked.
+   *
+   * @generated from field: int32 revoked_count = 1;
+   */
+  revokedCount: number;
+};
+
+/**
+ * Describes the message user.v1.RevokeUserSessionsResponse.
+ * Use `create(RevokeUserSessionsResponseSchema)` to create a new message.
+ */
+export declare const RevokeUserSessionsResponseSchema: GenMessage<RevokeUserSessionsResponse>;
+
+/**
+ * Request for SetPassword.
+ *
+ * @generated from message user.v1.SetPasswordRequest
+ */
+export declare type SetPasswordRequest = Message<"user.v1.SetPasswordRequest"> & {
+  /**
+   * The user's id.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * 8-128 characters.
+   *
+   * @generated from field: string password = 2;
+   */
+  password: string;
+
+  /**
+   * Require the user to choose a new password (ChangePassword) before using the service.
+   *
+   * @generated from field: bool change_required = 3;
+   */
+  changeRequired: boolean;
+};
+
+/**
+ * Describes the message user.v1.SetPasswordRequest.
+ * Use `create(SetPasswordRequestSchema)` to create a new message.
+ */
+export declare const SetPasswordRequestSchema: GenMessage<SetPasswordRequest>;
+
+/**
+ * Response of SetPassword.
+ *
+ * @generated from message user.v1.SetPasswordResponse
+ */
+export declare type SetPasswordResponse = Message<"user.v1.SetPasswordResponse"> & {
+  /**
+   * The user after the change.
+   *
+   * @generated from field: user.v1.User user = 1;
+   */
+  user?: User | undefined;
+};
+
+/**
+ * Describes the message user.v1.SetPasswordResponse.
+ * Use `create(SetPasswordResponseSchema)` to create a new message.
+ */
+export declare const SetPasswordResponseSchema: GenMessage<SetPasswordResponse>;
+
+/**
+ * Request for CreatePasswordResetCode.
+ *
+ * @generated from message user.v1.CreatePasswordResetCodeRequest
+ */
+export declare type CreatePasswordResetCodeRequest = Message<"user.v1.CreatePasswordResetCodeRequest"> & {
+  /**
+   * The user's id.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message user.v1.CreatePasswordResetCodeRequest.
+ * Use `create(CreatePasswordResetCodeRequestSchema)` to create a new message.
+ */
+export declare const CreatePasswordResetCodeRequestSchema: GenMessage<CreatePasswordResetCodeRequest>;
+
+/**
+ * Response of CreatePasswordResetCode.
+ *
+ * @generated from message user.v1.CreatePasswordResetCodeResponse
+ */
+export declare type CreatePasswordResetCodeResponse = Message<"user.v1.CreatePasswordResetCodeResponse"> & {
+  /**
+   * The code, for the calling backend to deliver; single use, stored only as a hash.
+   *
+   * @generated from field: string code = 1;
+   */
+  code: string;
+
+  /**
+   * When the code stops working (RESET_CODE_TTL after it was made).
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 2;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message user.v1.CreatePasswordResetCodeResponse.
+ * Use `create(CreatePasswordResetCodeResponseSchema)` to create a new message.
+ */
+export declare const CreatePasswordResetCodeResponseSchema: GenMessage<CreatePasswordResetCodeResponse>;
+
+/**
+ * Request for CreateEmailVerificationCode.
+ *
+ * @generated from message user.v1.CreateEmailVerificationCodeRequest
+ */
+export declare type CreateEmailVerificationCodeRequest = Message<"user.v1.CreateEmailVerificationCodeRequest"> & {
+  /**
+   * The user's id.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message user.v1.CreateEmailVerificationCodeRequest.
+ * Use `create(CreateEmailVerificationCodeRequestSchema)` to create a new message.
+ */
+export declare const CreateEmailVerificationCodeRequestSchema: GenMessage<CreateEmailVerificationCodeRequest>;
+
+/**
+ * Response of CreateEmailVerificationCode.
+ *
+ * @generated from message user.v1.CreateEmailVerificationCodeResponse
+ */
+export declare type CreateEmailVerificationCodeResponse = Message<"user.v1.CreateEmailVerificationCodeResponse"> & {
+  /**
+   * The code, for the calling backend to deliver; single use, stored only as a hash.
+   *
+   * @generated from field: string code = 1;
+   */
+  code: string;
+
+  /**
+   * When the code stops working.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 2;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message user.v1.CreateEmailVerificationCodeResponse.
+ * Use `create(CreateEmailVerificationCodeResponseSchema)` to create a new message.
+ */
+export declare const CreateEmailVerificationCodeResponseSchema: GenMessage<CreateEmailVerificationCodeResponse>;
+
+/**
+ * Request for CreateApiKey.
+ *
+ * @generated from message user.v1.CreateApiKeyRequest
+ */
+export declare type CreateApiKeyRequest = Message<"user.v1.CreateApiKeyRequest"> & {
+  /**
+   * The user the key authenticates as.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * What the key is for: 1-100 characters.
+   *
+   * @generated from field: string display_name = 2;
+   */
+  displayName: string;
+
+  /**
+   * When the key stops working (in the future); unset: never.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 3;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message user.v1.CreateApiKeyRequest.
+ * Use `create(CreateApiKeyRequestSchema)` to create a new message.
+ */
+export declare const CreateApiKeyRequestSchema: GenMessage<CreateApiKeyRequest>;
+
+/**
+ * Response of CreateApiKey.
+ *
+ * @generated from message user.v1.CreateApiKeyResponse
+ */
+export declare type CreateApiKeyResponse = Message<"user.v1.CreateApiKeyResponse"> & {
+  /**
+   * The key.
+   *
+   * @generated from field: user.v1.ApiKey api_key = 1;
+   */
+  apiKey?: ApiKey | undefined;
+
+  /**
+   * The secret, shown only now: send it as `authorization: Bearer <secret>`.
+   *
+   * @generated from field: string secret = 2;
+   */
+  secret: string;
+};
+
+/**
+ * Describes the message user.v1.CreateApiKeyResponse.
+ * Use `create(CreateApiKeyResponseSchema)` to create a new message.
+ */
+export declare const CreateApiKeyResponseSchema: GenMessage<CreateApiKeyResponse>;
+
+/**
+ * Request for ListApiKeys.
+ *
+ * @generated from message user.v1.ListApiKeysRequest
+ */
+export declare type ListApiKeysRequest = Message<"user.v1.ListApiKeysRequest"> & {
+  /**
+   * The user whose keys to list.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message user.v1.ListApiKeysRequest.
+ * Use `create(ListApiKeysRequestSchema)` to create a new message.
+ */
+export declare const ListApiKeysRequestSchema: GenMessage<ListApiKeysRequest>;
+
+/**
+ * Response of ListApiKeys.
+ *
+ * @generated from message user.v1.ListApiKeysResponse
+ */
+export declare type ListApiKeysResponse = Message<"user.v1.ListApiKeysResponse"> & {
+  /**
+   * The user's keys, newest first (expired ones included, until deleted).
+   *
+   * @generated from field: repeated user.v1.ApiKey api_keys = 1;
+   */
+  apiKeys: ApiKey[];
+};
+
+/**
+ * Describes the message user.v1.ListApiKeysResponse.
+ * Use `create(ListApiKeysResponseSchema)` to create a new message.
+ */
+export declare const ListApiKeysResponseSchema: GenMessage<ListApiKeysResponse>;
+
+/**
+ * Request for DeleteApiKey.
+ *
+ * @generated from message user.v1.DeleteApiKeyRequest
+ */
+export declare type DeleteApiKeyRequest = Message<"user.v1.DeleteApiKeyRequest"> & {
+  /**
+   * The key's user.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * The key (ApiKey.id).
+   *
+   * @generated from field: string api_key_id = 2;
+   */
+  apiKeyId: string;
+};
+
+/**
+ * Describes the message user.v1.DeleteApiKeyRequest.
+ * Use `create(DeleteApiKeyRequestSchema)` to create a new message.
+ */
+export declare const DeleteApiKeyRequestSchema: GenMessage<DeleteApiKeyRequest>;
+
+/**
+ * Response of DeleteApiKey.
+ *
+ * @generated from message user.v1.DeleteApiKeyResponse
+ */
+export declare type DeleteApiKeyResponse = Message<"user.v1.DeleteApiKeyResponse"> & {
+};
+
+/**
+ * Describes the message user.v1.DeleteApiKeyResponse.
+ * Use `create(DeleteApiKeyResponseSchema)` to create a new message.
+ */
+export declare const DeleteApiKeyResponseSchema: GenMessage<DeleteApiKeyResponse>;
+
+/**
  * WatchEventType is the kind of a WatchUsers event.
  *
  * @generated from enum user.v1.WatchEventType
@@ -768,6 +1168,86 @@ export declare const UserService: GenService<{
     methodKind: "client_streaming";
     input: typeof ImportUsersRequestSchema;
     output: typeof ImportUsersResponseSchema;
+  },
+  /**
+   * Lists a user's live sessions, newest first.
+   *
+   * @generated from rpc user.v1.UserService.ListUserSessions
+   */
+  listUserSessions: {
+    methodKind: "unary";
+    input: typeof ListUserSessionsRequestSchema;
+    output: typeof ListUserSessionsResponseSchema;
+  },
+  /**
+   * Ends one session of a user, or all of them: their tokens stop working on every replica.
+   *
+   * @generated from rpc user.v1.UserService.RevokeUserSessions
+   */
+  revokeUserSessions: {
+    methodKind: "unary";
+    input: typeof RevokeUserSessionsRequestSchema;
+    output: typeof RevokeUserSessionsResponseSchema;
+  },
+  /**
+   * Sets a user's password, optionally requiring a change at next use; revokes every session of the user.
+   *
+   * @generated from rpc user.v1.UserService.SetPassword
+   */
+  setPassword: {
+    methodKind: "unary";
+    input: typeof SetPasswordRequestSchema;
+    output: typeof SetPasswordResponseSchema;
+  },
+  /**
+   * Issues a single-use password reset code, returned to the calling backend to deliver.
+   *
+   * @generated from rpc user.v1.UserService.CreatePasswordResetCode
+   */
+  createPasswordResetCode: {
+    methodKind: "unary";
+    input: typeof CreatePasswordResetCodeRequestSchema;
+    output: typeof CreatePasswordResetCodeResponseSchema;
+  },
+  /**
+   * Issues a single-use email verification code, returned to the calling backend to deliver.
+   *
+   * @generated from rpc user.v1.UserService.CreateEmailVerificationCode
+   */
+  createEmailVerificationCode: {
+    methodKind: "unary";
+    input: typeof CreateEmailVerificationCodeRequestSchema;
+    output: typeof CreateEmailVerificationCodeResponseSchema;
+  },
+  /**
+   * Creates an API key for a user (a service account's key, or a person's own access token).
+   *
+   * @generated from rpc user.v1.UserService.CreateApiKey
+   */
+  createApiKey: {
+    methodKind: "unary";
+    input: typeof CreateApiKeyRequestSchema;
+    output: typeof CreateApiKeyResponseSchema;
+  },
+  /**
+   * Lists a user's API keys (never their secrets).
+   *
+   * @generated from rpc user.v1.UserService.ListApiKeys
+   */
+  listApiKeys: {
+    methodKind: "unary";
+    input: typeof ListApiKeysRequestSchema;
+    output: typeof ListApiKeysResponseSchema;
+  },
+  /**
+   * Deletes an API key: it stops working on every replica within a second.
+   *
+   * @generated from rpc user.v1.UserService.DeleteApiKey
+   */
+  deleteApiKey: {
+    methodKind: "unary";
+    input: typeof DeleteApiKeyRequestSchema;
+    output: typeof DeleteApiKeyResponseSchema;
   },
 }>;
 

@@ -4,12 +4,13 @@
  * for lockStatus, inside a session rotation's transaction. Only src/app/features.ts builds it.
  */
 import type pg from "pg";
-import { applyPatch, markDeleted, markPasswordChanged, markUndeleted, statusOf } from "../user.ts";
+import { invalidArgument } from "../../rpc/errors.ts";
+import { applyPatch, markDeleted, markEmailVerified, markPasswordChanged, markUndeleted, statusOf } from "../user.ts";
 import type { CompactUser } from "../user-cache.columns.ts";
 import type { RevokeSessionsSql, UserStore } from "../user-store.ts";
 import { insertImportBatch } from "./import-batch.ts";
 import { createUserReads } from "./user-reads.ts";
-import { createUserWrites, liveWithEtag } from "./user-writes.ts";
+import { createUserWrites, liveWithEtag, notFound } from "./user-writes.ts";
 
 /** The store, and the read the cache warms from. */
 export interface PgUserStore extends UserStore {
@@ -55,7 +56,30 @@ export function createPgUserStore(deps: { pool: pg.Pool; revokeSessions: RevokeS
     findByEmailWithHash: writes.findByEmailWithHash,
     findByIdWithHash: writes.findByIdWithHash,
     replaceHash: writes.replaceHash,
-    setPassword: (id, passwordHash) =>
-      writes.transition(id, { type: "updated", apply: markPasswordChanged, passwordHash }),
+    setPassword: (id, passwordHash, changeRequired = false) =>
+      writes.transition(id, {
+        type: "updated",
+        check: (user) => {
+          liveWithEtag(id, "")(user);
+          if (user.kind === "service") {
+            throw invalidArgument([
+              { field: "password", description: "a service account has no password: it authenticates with API keys" },
+            ]);
+          }
+        },
+        apply: (user, now) => markPasswordChanged(user, now, changeRequired),
+        passwordHash,
+      }),
+
+    verifyEmail: (id, email) =>
+      writes.transition(id, {
+        type: "updated",
+        check: (user) => {
+          liveWithEtag(id, "")(user);
+          if (user.email.toLowerCase() !== email.toLowerCase()) throw notFound(id);
+        },
+        unchanged: (user) => user.emailVerified,
+        apply: markEmailVerified,
+      }),
   };
 }

@@ -48,7 +48,8 @@ const idOrderPage = (filter: Filter | null, showDeleted: boolean, cursor: Cursor
  * users make no Date objects: less garbage at start-up, when the process sets its first peak.
  */
 const ms = (column: string) => `floor(extract(epoch from ${column}) * 1000)::float8 as ${column}`;
-const warmSql = `select id, email, display_name, role, state, labels, version, ${ms("create_time")},
+const warmSql = `select id, email, display_name, role, state, kind, labels, email_verified, password_change_required,
+  version, ${ms("create_time")},
   ${ms("update_time")}, ${ms("delete_time")}, ${ms("tokens_valid_after")}
   from users where id > $2 order by id limit $1`;
 

@@ -17,9 +17,9 @@ export interface Statement {
   text: string;
 }
 
-/** The columns a write sets, in the order of their parameters ($3 to $11). */
+/** The columns a write sets, in the order of their parameters ($3 to $13). Kind never changes. */
 const SET = `email = $3, display_name = $4, role = $5, state = $6, labels = $7::jsonb, version = $8,
-    update_time = $9, delete_time = $10, tokens_valid_after = $11`;
+    update_time = $9, delete_time = $10, tokens_valid_after = $11, email_verified = $12, password_change_required = $13`;
 
 /** The change-log append of the row the CTE `from` returned (seq stays null: the commit trigger sets it). */
 const appendFrom = (from: string, type: string, snapshot: string, previous: string, revokeBefore: string) =>
@@ -27,15 +27,15 @@ const appendFrom = (from: string, type: string, snapshot: string, previous: stri
     select id, ${type}, ${snapshot}::jsonb, ${previous}::jsonb, ${revokeBefore} from ${from}`;
 
 /**
- * A transition of one user. Parameters: $1 id, $2 the version read, $3-$11 the user after the change (SET),
- * $12 change type, $13 snapshot, $14 previous snapshot, $15 revoke_before, then $16 the password hash when
+ * A transition of one user. Parameters: $1 id, $2 the version read, $3-$13 the user after the change (SET),
+ * $14 change type, $15 snapshot, $16 previous snapshot, $17 revoke_before, then $18 the password hash when
  * `hash`. One row (`changed`) when the row was written, none when its version moved on (or it is gone).
  */
 export function transitionStatement(opts: { hash: boolean; revoke: RevokeSessionsSql | null }): Statement {
   const ctes = [
-    `upd as (update users set ${SET}${opts.hash ? ", password_hash = $16" : ""}
+    `upd as (update users set ${SET}${opts.hash ? ", password_hash = $18" : ""}
     where id = $1 and version = $2 returning id)`,
-    `chg as (${appendFrom("upd", "$12", "$13", "$14", "$15")})`,
+    `chg as (${appendFrom("upd", "$14", "$15", "$16", "$17")})`,
   ];
   if (opts.revoke) ctes.push(`rev as (${opts.revoke("upd", "$9")})`);
   return {
@@ -45,17 +45,17 @@ export function transitionStatement(opts: { hash: boolean; revoke: RevokeSession
 }
 
 const INSERT_USER = `insert into users (id, email, display_name, role, state, labels, password_hash, version, create_time,
-    update_time, delete_time, tokens_valid_after)`;
-const NEW_USER = "$1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12";
+    update_time, delete_time, tokens_valid_after, kind)`;
+const NEW_USER = "$1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13";
 
 /**
- * A creation. Parameters: $1-$12 the row (INSERT_USER's columns), $13 its snapshot; with `idempotent`, $14
- * caller id and $15 request id. With a key, the user is inserted only when this statement claims the key
+ * A creation. Parameters: $1-$13 the row (INSERT_USER's columns), $14 its snapshot; with `idempotent`, $15
+ * caller id and $16 request id. With a key, the user is inserted only when this statement claims the key
  * (`on conflict do nothing` waits for a concurrent claim of the same key to commit or roll back); a failed
  * insert (email taken) rolls the claim back with it. One row (`created`) when the user was inserted.
  */
 export function createStatement(idempotent: boolean): Statement {
-  const append = appendFrom("ins", "'created'", "$13", "null", "null");
+  const append = appendFrom("ins", "'created'", "$14", "null", "null");
   if (!idempotent) {
     return {
       name: "user-create",
@@ -66,7 +66,7 @@ select 1 as created from ins`,
   }
   return {
     name: "user-create-idempotent",
-    text: `with claim as (insert into idempotency_keys (caller_id, request_id, user_id) values ($14, $15, $1)
+    text: `with claim as (insert into idempotency_keys (caller_id, request_id, user_id) values ($15, $16, $1)
     on conflict do nothing returning user_id),
   ins as (${INSERT_USER} select ${NEW_USER} from claim returning id),
   chg as (${append})

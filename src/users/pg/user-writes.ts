@@ -131,6 +131,8 @@ export function createUserWrites(
       user.updateTime,
       user.deleteTime,
       user.tokensValidAfter,
+      user.emailVerified,
+      user.passwordChangeRequired,
       t.type,
       JSON.stringify(snapshotOf(user)),
       JSON.stringify(previous),
@@ -225,6 +227,7 @@ export function createUserWrites(
             user.updateTime,
             user.deleteTime,
             user.tokensValidAfter,
+            user.kind,
             JSON.stringify(snapshotOf(user)),
           ];
           if (!idempotency) {
@@ -262,10 +265,18 @@ export function createUserWrites(
       const row = await tx.findOne(
         UserEntity,
         { id },
-        { fields: ["role", "state", "tokensValidAfter"], lockMode: LockMode.PESSIMISTIC_READ },
+        {
+          fields: ["role", "state", "tokensValidAfter", "passwordChangeRequired"],
+          lockMode: LockMode.PESSIMISTIC_READ,
+        },
       );
       return row
-        ? { role: row.role, state: row.state, tokensValidAfterMs: row.tokensValidAfter?.getTime() ?? 0 }
+        ? {
+            role: row.role,
+            state: row.state,
+            tokensValidAfterMs: row.tokensValidAfter?.getTime() ?? 0,
+            passwordChangeRequired: row.passwordChangeRequired,
+          }
         : null;
     },
 
