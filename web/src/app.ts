@@ -3,6 +3,7 @@
  * transport, and which view is on screen (sign-in, or the users page once signed in).
  */
 import { type Api, createApi } from "./api.ts";
+import { openMySessions } from "./credentials-view.ts";
 import { h, replace } from "./dom.ts";
 import { headerView } from "./header-view.ts";
 import { loginView } from "./login-view.ts";
@@ -41,7 +42,13 @@ export function startConsole(root: HTMLElement): void {
       accessToken: session.accessToken,
       refresh: session.refresh,
     });
-    const header = headerView({ user: state.user, settings, changeSettings, logout: () => void session.logout() });
+    const header = headerView({
+      user: state.user,
+      settings,
+      changeSettings,
+      logout: () => void session.logout(),
+      mySessions: () => openMySessions({ api: () => api, apiBaseUrl: settings.apiBaseUrl }),
+    });
     replace(root, h("div", { class: "shell", "data-transport": settings.transport }, header, view.element));
   }
 

@@ -41,6 +41,9 @@ const byReason: Record<string, (err: ConnectError) => string> = {
   RATE_LIMITED: (e) => `Too many requests. Try again ${retryIn(e)}.`,
   PERMISSION_DENIED: () => "You are not allowed to do that. This console needs an administrator account.",
   USER_NOT_FOUND: () => "This user no longer exists.",
+  SESSION_NOT_FOUND: () => "This session has already ended.",
+  API_KEY_NOT_FOUND: () => "This API key no longer exists.",
+  PASSWORD_CHANGE_REQUIRED: () => "An administrator requires you to choose a new password before going on.",
   EMAIL_TAKEN: () => "Another user already has this email address.",
   WEAK_PASSWORD: () => "This password is too common (or is the email address). Please choose another.",
   ETAG_MISMATCH: () =>

@@ -11,6 +11,8 @@ export interface HeaderOptions {
   settings: Settings;
   changeSettings(next: Settings): void;
   logout(): void;
+  /** Opens the signed-in person's sessions. */
+  mySessions(): void;
 }
 
 /** Builds the header. */
@@ -34,6 +36,7 @@ export function headerView(opts: HeaderOptions): HTMLElement {
     ),
     h("span", { class: "spacer" }),
     transportSelect(opts.settings, opts.changeSettings),
+    h("button", { type: "button", onclick: () => opts.mySessions() }, "My sessions"),
     h("button", { type: "button", onclick: () => opts.logout() }, "Sign out"),
   );
 }

@@ -3,7 +3,7 @@
  * its field violations appear under the fields they name. Edits send only the fields that changed, with
  * the etag the user was read with, so a change someone else made meanwhile is reported, not overwritten.
  */
-import { Role, type User, UserState } from "../../gen/user/v1/user_pb.js";
+import { Role, type User, UserKind, UserState } from "../../gen/user/v1/user_pb.js";
 import type { Api } from "./api.ts";
 import { h } from "./dom.ts";
 import { explain, outcomeUnknown } from "./errors.ts";
@@ -33,6 +33,12 @@ export function openUserForm(opts: UserFormOptions): void {
   const state = h("select", {}, ...options(stateLabels, [UserState.ACTIVE, UserState.SUSPENDED]));
   const labels = h("input", { type: "text", autocomplete: "off", placeholder: "team=core, tier=gold" });
   const password = h("input", { type: "password", autocomplete: "new-password" });
+  const kind = h(
+    "select",
+    {},
+    h("option", { value: UserKind.HUMAN }, "Person"),
+    h("option", { value: UserKind.SERVICE }, "Service account (API keys only)"),
+  );
   const formError = h("div", { class: "form-error", role: "alert" });
   const submit = h("button", { type: "submit", class: "primary" }, original ? "Save" : "Create");
 
@@ -53,6 +59,7 @@ export function openUserForm(opts: UserFormOptions): void {
     field("Role", "role", role),
     original && original.state !== UserState.DELETED ? field("State", "state", state) : null,
     field("Labels", "labels", labels, "key=value, separated by commas; keys are lowercase: a-z, 0-9, _ . -"),
+    original ? null : field("Kind", "kind", kind),
     original
       ? null
       : field("Password", "password", password, "Optional, 8 to 128 characters; without one the user cannot sign in."),
@@ -103,13 +110,16 @@ export function openUserForm(opts: UserFormOptions): void {
       labels: parsed.labels,
     };
     if (!original) {
-      const body = JSON.stringify([values, password.value]);
+      const isService = Number(kind.value) === UserKind.SERVICE;
+      const body = JSON.stringify([values, password.value, kind.value]);
       const requestId = pending?.body === body ? pending.id : uuid();
       pending = { id: requestId, body };
       try {
-        const res = await opts
-          .api()
-          .users.createUser({ user: values, password: password.value || undefined, requestId });
+        const res = await opts.api().users.createUser({
+          user: { ...values, kind: Number(kind.value) as UserKind },
+          password: (!isService && password.value) || undefined,
+          requestId,
+        });
         return res.user;
       } catch (err) {
         if (!outcomeUnknown(err)) pending = undefined;

@@ -1,21 +1,22 @@
 /** The rows of the users table and the actions each row offers, by the user's state. */
-import { type User, UserState } from "../../gen/user/v1/user_pb.js";
+import { type User, UserKind, UserState } from "../../gen/user/v1/user_pb.js";
 import { h } from "./dom.ts";
 import { formatLabels, formatTime, formatWhen, roleLabels, stateLabels } from "./format.ts";
 import type { QuickAction } from "./user-actions.ts";
 
 /** Row actions: editing opens the form, the others run at once. */
-export type UserAction = "edit" | QuickAction;
+export type UserAction = "edit" | "access" | QuickAction;
 
 const actionsFor: Record<UserState, UserAction[]> = {
   [UserState.UNSPECIFIED]: [],
-  [UserState.ACTIVE]: ["edit", "suspend", "delete"],
-  [UserState.SUSPENDED]: ["edit", "activate", "delete"],
+  [UserState.ACTIVE]: ["edit", "access", "suspend", "delete"],
+  [UserState.SUSPENDED]: ["edit", "access", "activate", "delete"],
   [UserState.DELETED]: ["undelete"],
 };
 
 const actionLabels: Record<UserAction, string> = {
   edit: "Edit",
+  access: "Access",
   suspend: "Suspend",
   activate: "Activate",
   delete: "Delete",
@@ -45,7 +46,12 @@ export function userRow(
   return h(
     "tr",
     { "data-user-id": user.id, "data-email": user.email, class: flash ? "flash" : undefined },
-    h("td", { "data-col": "email" }, user.email),
+    h(
+      "td",
+      { "data-col": "email" },
+      user.email,
+      user.kind === UserKind.SERVICE ? h("span", { class: "badge service" }, "service") : null,
+    ),
     h("td", { "data-col": "display_name" }, user.displayName),
     h("td", { "data-col": "role" }, roleLabels.get(user.role) ?? ""),
     h("td", { "data-col": "state" }, h("span", { class: `badge ${state.toLowerCase()}` }, state)),

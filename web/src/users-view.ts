@@ -6,6 +6,7 @@
 import { type User, UserState } from "../../gen/user/v1/user_pb.js";
 import { WatchEventType, type WatchUsersResponse } from "../../gen/user/v1/user_service_pb.js";
 import type { Api } from "./api.ts";
+import { openCredentials } from "./credentials-view.ts";
 import { h, replace } from "./dom.ts";
 import { explain } from "./errors.ts";
 import { createRecentUsers, isNewer } from "./freshness.ts";
@@ -155,6 +156,10 @@ export function usersView(opts: UsersViewOptions): View {
   }
 
   async function act(action: UserAction, user: User) {
+    if (action === "access") {
+      openCredentials({ api: opts.api, apiBaseUrl: opts.apiBaseUrl, user });
+      return;
+    }
     if (action === "edit") {
       openUserForm({ api: opts.api, apiBaseUrl: opts.apiBaseUrl, user, onSaved: (u) => upsert(u, false) });
       return;
