@@ -84,6 +84,7 @@ export async function startServer(
         publicServices: [Health, ...reflectionServices].map((s) => s.typeName),
         validator: deps.validator,
         rateLimits: rateLimits.interceptor,
+        trustedProxies: config.trustedProxies,
       }),
       readMaxBytes: config.maxMessageBytes,
       // Invalid UTF-8 in a JSON body is INVALID_ARGUMENT, not U+FFFD (src/rpc/strict-utf8.ts). Connect

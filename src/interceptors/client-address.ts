@@ -1,13 +1,15 @@
 /**
- * Who is calling, for rate limits: the socket's peer, or, when that peer is a trusted proxy (TRUST_PROXY),
- * the address X-Forwarded-For names. The header is read from the right: each proxy appends the address it
+ * Who is calling, for rate limits and for what sessions record (kClientAddress): the socket's peer, or, when
+ * that peer is a trusted proxy (TRUST_PROXY), the address X-Forwarded-For names. The header is read from the right: each proxy appends the address it
  * saw, so the rightmost entries are written by our own proxies and everything left of the first untrusted
  * address is whatever the client chose to send (trusting it would let a client pick a fresh bucket per
  * request). Matching uses node:net's BlockList; the only address arithmetic here is the /64 of an IPv6
  * client, since one IPv6 subscriber routinely holds a whole /64.
  */
 import { BlockList, isIP } from "node:net";
+import type { Interceptor } from "@connectrpc/connect";
 import type { TrustedProxy } from "../config.ts";
+import { kClientAddress } from "../rpc/context.ts";
 
 /** Resolves the client address of a call from its TCP peer and its X-Forwarded-For header (if any). */
 export type ClientAddressResolver = (peer: string, forwardedFor: string | undefined) => string;
@@ -82,5 +84,19 @@ export function createClientAddress(trusted: readonly TrustedProxy[]): ClientAdd
       if (!isTrusted(a)) break;
     }
     return client;
+  };
+}
+
+/**
+ * Replaces the TCP peer the transport put in kClientAddress with the client address as the resolver sees it
+ * (TRUST_PROXY, X-Forwarded-For, IPv4-mapped IPv6 as IPv4), so handlers record where the client is, not the
+ * proxy in front of the service.
+ */
+export function createClientAddressInterceptor(trusted: readonly TrustedProxy[]): Interceptor {
+  const resolve = createClientAddress(trusted);
+  return (next) => (req) => {
+    const peer = req.contextValues.get(kClientAddress);
+    if (peer) req.contextValues.set(kClientAddress, resolve(peer, req.header.get("x-forwarded-for") ?? undefined));
+    return next(req);
   };
 }
