@@ -15,9 +15,12 @@ import { createAuthService } from "../auth/auth.service.ts";
 import { createCallerVerifier, standingOf, type TokenStanding } from "../auth/caller-verifier.ts";
 import { createLoginLockout } from "../auth/lockout.ts";
 import { createRevokedSessions } from "../auth/revoked-sessions.ts";
+import { createSessionHandlers } from "../auth/session.handlers.ts";
 import { createSessionRepository, revokeUserSessionsSql } from "../auth/session.repository.ts";
+import { createSessionPageTokens } from "../auth/session-page-token.ts";
 import { asymmetricKeys, type SigningKeys, symmetricKeys } from "../auth/signing-keys.ts";
 import { createAccessTokens } from "../auth/tokens.ts";
+import { createUserSessions } from "../auth/user-sessions.ts";
 import { type ChangeFeed, createChangeFeed } from "../changes/change-feed.ts";
 import type { Config } from "../config.ts";
 import type { TokenVerifier } from "../interceptors/auth.ts";
@@ -108,15 +111,22 @@ export async function startFeatures(
   if (admin?.passwordFile) log.warn(admin, `created admin ${admin.email}; its password is in ${admin.passwordFile}`);
   else if (admin) log.info({ email: admin.email }, "created admin");
 
+  // ListSessions, RevokeSession, ListUserSessions, RevokeUserSessions (docs/adr/0020).
+  const sessionHandlers = createSessionHandlers({
+    sessions: createUserSessions(orm, config, users),
+    revokedSessions,
+    pageTokens: createSessionPageTokens(derivedKey("session-page-tokens")),
+    users,
+  });
+
   const standing: TokenStanding = { users, revokedSessions };
   return {
     feed,
     signingKeys,
     verifyCaller: createCallerVerifier({ ...standing, accessTokens }),
     routes(router) {
-      router.service(
-        UserService,
-        createUserService({
+      router.service(UserService, {
+        ...createUserService({
           users,
           validator: deps.validator,
           pageTokens: createPageTokenCodec(derivedKey("page-tokens")),
@@ -129,10 +139,10 @@ export async function startFeatures(
             maxBacklog: config.watchMaxBacklog,
           }),
         }),
-      );
-      router.service(
-        AuthService,
-        createAuthService({
+        ...sessionHandlers.user,
+      });
+      router.service(AuthService, {
+        ...createAuthService({
           users,
           sessions,
           accessTokens,
@@ -140,7 +150,8 @@ export async function startFeatures(
           revokedSessions,
           allowSignup: config.allowSignup,
         }),
-      );
+        ...sessionHandlers.auth,
+      });
     },
     warm: () => users.warm(),
   };

@@ -16,6 +16,7 @@ import { Migration20261205000000 } from "./migrations/Migration20261205000000.ts
 import { Migration20261205000900 } from "./migrations/Migration20261205000900.ts";
 import { Migration20261206001600 } from "./migrations/Migration20261206001600.ts";
 import { Migration20261206100000 } from "./migrations/Migration20261206100000.ts";
+import { Migration20261206110000 } from "./migrations/Migration20261206110000.ts";
 
 /** The ORM type used across the service. */
 export type Orm = MikroORM;
@@ -31,6 +32,7 @@ const migrations = [
   { name: "Migration20261205000900", class: Migration20261205000900 },
   { name: "Migration20261206001600", class: Migration20261206001600 },
   { name: "Migration20261206100000", class: Migration20261206100000 },
+  { name: "Migration20261206110000", class: Migration20261206110000 },
 ];
 
 /** Connects to PostgreSQL; does not migrate (see `migrate`). Without entities it can only migrate. */

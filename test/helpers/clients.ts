@@ -31,13 +31,22 @@ function bearer(token: () => string | undefined): Interceptor {
   };
 }
 
-/** A connect-node transport of the given kind. */
+/** Sets fixed request headers (a user agent, X-Forwarded-For). */
+function withHeaders(headers: Record<string, string>): Interceptor {
+  return (next) => (req) => {
+    for (const [k, v] of Object.entries(headers)) req.header.set(k, v);
+    return next(req);
+  };
+}
+
+/** A connect-node transport of the given kind; `headers` are sent with every call. */
 export function transport(
   baseUrl: string,
   name: TransportName,
   token: () => string | undefined = () => undefined,
+  headers: Record<string, string> = {},
 ): Transport {
-  const interceptors = [bearer(token)];
+  const interceptors = [bearer(token), withHeaders(headers)];
   switch (name) {
     case "grpc":
       return createGrpcTransport({ baseUrl, interceptors });
@@ -60,13 +69,14 @@ export interface Clients {
   auth: Client<typeof AuthService>;
 }
 
-/** Clients over the given transport; `token` is read at every call. */
+/** Clients over the given transport; `token` is read at every call; `headers` are sent with every call. */
 export function clients(
   baseUrl: string,
   name: TransportName,
   token: () => string | undefined = () => undefined,
+  headers: Record<string, string> = {},
 ): Clients {
-  const t = transport(baseUrl, name, token);
+  const t = transport(baseUrl, name, token, headers);
   return { users: createClient(UserService, t), auth: createClient(AuthService, t) };
 }
 
