@@ -38,8 +38,9 @@ export interface SessionPage {
   next: SessionCursor | null;
 }
 
-/** What revoking one session did: what the registry must learn (undefined: it was revoked already). */
+/** What revoking one session did. */
 export interface SessionRevocation {
+  /** What the revoked-sessions registry must learn; undefined when the session was revoked already. */
   revoked: RevokedSession | undefined;
   /** It was live until now (RevokeUserSessions counts it). */
   wasLive: boolean;

@@ -118,6 +118,18 @@ describe("ListSessions", () => {
     }
   });
 
+  it("records the client of a SignUp's session", async () => {
+    const res = await authOf(a, undefined, { "user-agent": "signer/4" }).signUp({
+      email: `signup-${Date.now()}@example.com`,
+      password: "a sign-up password 1",
+      displayName: "Signed Up",
+    });
+    const token = res.tokens?.accessToken ?? "";
+    expect((await listAll(a, token)).map((s) => [s.id, s.current, s.userAgent, s.clientAddress])).toEqual([
+      [sidOf(token), true, "signer/4", "127.0.0.1"],
+    ]);
+  });
+
   it("records the client of a ChangePassword's new session", async () => {
     const m = await member("list-change");
     const res = await authOf(a, m.token, { "user-agent": "changer/3" }).changePassword({
