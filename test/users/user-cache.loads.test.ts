@@ -65,7 +65,12 @@ describe("reads that miss the user cache", () => {
     second.labels.team = "changed by one caller";
     expect(first?.labels.team).toBe("a");
     // And now from memory.
-    expect(await cache.status(id)).toEqual({ role: "user", state: "active", tokensValidAfterMs: 0, passwordChangeRequired: false });
+    expect(await cache.status(id)).toEqual({
+      role: "user",
+      state: "active",
+      tokensValidAfterMs: 0,
+      passwordChangeRequired: false,
+    });
     expect(reads()).toBe(1);
   });
 
