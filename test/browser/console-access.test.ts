@@ -5,7 +5,7 @@
  * their own sessions, with the one they are using marked.
  */
 import type { Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { UserKind } from "../../gen/user/v1/user_pb.js";
 import { ensureWebBuilt } from "../../scripts/ensure-built.ts";
 import { clients, failure } from "../helpers/clients.ts";
@@ -41,6 +41,10 @@ for (const transport of ["connect", "grpc-web"] as const) {
       await server?.close();
     });
     screenshotOnFailure(`console-access-${transport}`, () => page);
+    afterEach(async () => {
+      // A step that failed with its dialog open must not take the next steps down with it.
+      if (await dialog(page).isVisible()) await page.keyboard.press("Escape");
+    });
 
     it("shows a user's sessions and revokes one: that session's refresh token stops working", async () => {
       const kim = clients(server.url, "connect-h1", () => undefined);
