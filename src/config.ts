@@ -34,6 +34,8 @@ export interface Config {
   readonly refreshTokenTtlMs: number;
   /** SESSION_MAX_AGE: a session ends this long after its login, however often its refresh token is used. */
   readonly sessionMaxAgeMs: number;
+  /** RESET_CODE_TTL: how long a password reset or email verification code works after it is made. */
+  readonly resetCodeTtlMs: number;
   readonly allowSignup: boolean;
   readonly adminEmail: string;
   readonly adminPassword: string | undefined;
@@ -356,6 +358,7 @@ export function loadConfig(env: Env): Config {
     accessTokenTtlMs: duration(env, "ACCESS_TOKEN_TTL", "15m"),
     refreshTokenTtlMs: duration(env, "REFRESH_TOKEN_TTL", "30d"),
     sessionMaxAgeMs: duration(env, "SESSION_MAX_AGE", "90d"),
+    resetCodeTtlMs: duration(env, "RESET_CODE_TTL", "1h"),
     allowSignup: bool(env, "ALLOW_SIGNUP", true),
     adminEmail,
     adminPassword,

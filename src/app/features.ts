@@ -11,9 +11,12 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { AuthService } from "../../gen/auth/v1/auth_service_pb.js";
 import { UserService } from "../../gen/user/v1/user_service_pb.js";
+import { createAdminCredentials } from "../auth/admin-credentials.service.ts";
 import { createAuthService } from "../auth/auth.service.ts";
 import { createCallerVerifier, standingOf, type TokenStanding } from "../auth/caller-verifier.ts";
+import { createCodeRedemption } from "../auth/code-redemption.service.ts";
 import { createLoginLockout } from "../auth/lockout.ts";
+import { createOneTimeCodes } from "../auth/one-time-codes.ts";
 import { createRevokedSessions } from "../auth/revoked-sessions.ts";
 import { createSessionHandlers } from "../auth/session.handlers.ts";
 import { createSessionRepository, revokeUserSessionsSql } from "../auth/session.repository.ts";
@@ -120,6 +123,9 @@ export async function startFeatures(
   });
 
   const standing: TokenStanding = { users, revokedSessions };
+  const lockout = createLoginLockout(pool);
+  // Password reset and email verification codes, kept as HMACs under a key of their own (docs/adr/0021).
+  const codes = createOneTimeCodes({ pool, key: derivedKey("one-time-codes"), ttlMs: config.resetCodeTtlMs });
   return {
     feed,
     signingKeys,
@@ -140,17 +146,19 @@ export async function startFeatures(
           }),
         }),
         ...sessionHandlers.user,
+        ...createAdminCredentials({ users, codes }),
       });
       router.service(AuthService, {
         ...createAuthService({
           users,
           sessions,
           accessTokens,
-          lockout: createLoginLockout(pool),
+          lockout,
           revokedSessions,
           allowSignup: config.allowSignup,
         }),
         ...sessionHandlers.auth,
+        ...createCodeRedemption({ users, codes, lockout }),
       });
     },
     warm: () => users.warm(),

@@ -3,6 +3,7 @@
  * another table, add a statement here. Batches pick rows by `ctid` and delete exactly those row versions:
  * a row updated meanwhile (a login failure counted again) has a new version, which is left alone.
  */
+import { MAX_CODE_ATTEMPTS } from "../auth/one-time-codes.ts";
 import { changeLogPrune } from "../changes/change-pruner.ts";
 import type { PruneStatement } from "../ops/pruner.ts";
 
@@ -38,5 +39,8 @@ export function pruneStatements(opts: { changeLogRetentionMs: number }): PruneSt
       "login_failures",
       "update_time < now() - interval '1 hour' and (locked_until is null or locked_until < now())",
     ),
+    // A one-time code used, expired or dead (its wrong tries spent) works no more, and a missing row reads
+    // exactly the same to a caller (INVALID_CODE): nothing is kept for later.
+    batchOf("one_time_codes", "used_time is not null or expire_time < now() or attempts >= $2", [MAX_CODE_ATTEMPTS]),
   ];
 }

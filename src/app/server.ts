@@ -45,7 +45,7 @@ export async function startServer(
   const { log, db, features, metrics, releases } = deps;
   const rateLimited = metrics.registerCounter(
     "rate_limited_total",
-    "Calls refused with RATE_LIMITED, by limit (address: public methods; login: per email; change_password: per user).",
+    "Calls refused with RATE_LIMITED, by limit (address: public methods; login: per email; change_password: per user; code: ResetPassword and VerifyEmail per email).",
     "limit",
     limits,
   );

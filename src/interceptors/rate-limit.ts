@@ -2,8 +2,11 @@
  * Rate limits, counted by rate-limiter-flexible:
  * - per client address (an IPv6 client per /64; see client-address.ts) for the public methods, checked by
  *   `admit` before a request body is read, so a flood of public calls costs neither memory nor hashing;
- * - per email for Login and per user for ChangePassword, in the interceptor chain (they need the decoded
- *   message or the caller), on top of the per-address limit and before any password is hashed.
+ * - per email for Login, per email for the methods that take a one-time code (ResetPassword, VerifyEmail:
+ *   one budget for both, of RATE_LIMIT_LOGIN_PER_MINUTE, apart from Login's so a flood of logins does not
+ *   also block the reset that ends a lockout) and per user for ChangePassword, in the interceptor chain
+ *   (they need the decoded message or the caller), on top of the per-address limit and before any password
+ *   is hashed or code tried.
  *
  * Counters live in process memory, or with RATE_LIMIT_REDIS_URL in Redis/Valkey, shared by every replica.
  * A Redis outage fails open to the in-memory counters (the library's insurance limiter), so calls are still
@@ -20,7 +23,12 @@ import type { Interceptor } from "@connectrpc/connect";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible";
-import { AuthService, type LoginRequest } from "../../gen/auth/v1/auth_service_pb.js";
+import {
+  AuthService,
+  type LoginRequest,
+  type ResetPasswordRequest,
+  type VerifyEmailRequest,
+} from "../../gen/auth/v1/auth_service_pb.js";
 import { Audience } from "../../gen/authz/v1/authz_pb.js";
 import type { TrustedProxy } from "../config.ts";
 import type { Admit, CallToAdmit } from "../rpc/admit.ts";
@@ -47,7 +55,7 @@ export interface RateLimitOptions {
 }
 
 /** The limits, as named in metrics. */
-export const limits = ["address", "login", "change_password"] as const;
+export const limits = ["address", "login", "change_password", "code"] as const;
 /** One of `limits`. */
 export type Limit = (typeof limits)[number];
 
@@ -116,6 +124,7 @@ export async function createRateLimits(opts: RateLimitOptions): Promise<RateLimi
     address: limiter("address", opts.burst, Math.ceil(opts.burst / opts.ratePerSecond)),
     login: limiter("login", opts.loginPerMinute, 60),
     change_password: limiter("change-password", opts.changePasswordPerMinute, 60),
+    code: limiter("code", opts.loginPerMinute, 60),
   };
 
   /** Counts one call; the retry delay when over the limit, undefined otherwise (and on a store error). */
@@ -151,12 +160,18 @@ export async function createRateLimits(opts: RateLimitOptions): Promise<RateLimi
     );
   };
 
+  // Hashed: emails stay out of Redis. Normalised as the lockout does, so case and NFKC variants count as one.
+  const emailKey = (email: string) =>
+    createHash("sha256").update(email.normalize("NFKC").toLowerCase()).digest("base64url");
   const interceptor: Interceptor = (next) => async (req) => {
     let retryAfterMs: number | undefined;
     if (req.method === AuthService.method.login && !req.stream) {
-      // Hashed: emails stay out of Redis. Normalised as the lockout does, so case and NFKC variants count as one.
-      const email = (req.message as LoginRequest).email.normalize("NFKC").toLowerCase();
-      retryAfterMs = await exceeded("login", createHash("sha256").update(email).digest("base64url"));
+      retryAfterMs = await exceeded("login", emailKey((req.message as LoginRequest).email));
+    } else if (
+      (req.method === AuthService.method.resetPassword || req.method === AuthService.method.verifyEmail) &&
+      !req.stream
+    ) {
+      retryAfterMs = await exceeded("code", emailKey((req.message as ResetPasswordRequest | VerifyEmailRequest).email));
     } else if (req.method === AuthService.method.changePassword) {
       const caller = req.contextValues.get(kCaller);
       if (caller) retryAfterMs = await exceeded("change_password", caller.userId);

@@ -17,10 +17,16 @@ const params = { algorithm: 2, memoryCost: 19_456, timeCost: 2, parallelism: 1 }
 /** The most a stored hash may cost: argon2id memory (KiB), iterations and lanes; bcrypt's log2 rounds. */
 const HASH_COST_CAPS = { argon2Memory: 262_144, argon2Time: 10, argon2Parallelism: 16, bcryptCost: 14 };
 
-/** Hashes a password to a PHC string; `wait` queues it however full the queue is (bulk work that bounds itself). */
-export async function hashPassword(password: string, opts: { wait?: boolean } = {}): Promise<string> {
+/**
+ * Hashes a password to a PHC string; `wait` queues it however full the queue is (bulk work that bounds itself);
+ * `slot` uses a place reserved earlier (reserveHashSlot), so a step already taken is never refused half-way.
+ */
+export async function hashPassword(password: string, opts: { wait?: boolean; slot?: HashSlot } = {}): Promise<string> {
   return String(
-    await hashPool.run({ op: "hash", password: password.normalize("NFKC"), options: params }, { wait: opts.wait }),
+    await hashPool.run(
+      { op: "hash", password: password.normalize("NFKC"), options: params },
+      { wait: opts.wait, slot: opts.slot },
+    ),
   );
 }
 
