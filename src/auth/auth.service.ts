@@ -98,9 +98,17 @@ export function createAuthService(deps: AuthServiceDeps): Partial<ServiceImpl<ty
           await users.replaceHash(user.id, user.passwordHash, await hashPassword(req.password, { wait: true }));
         }
         if (user.state !== "active") throw new ServiceError("PERMISSION_DENIED", "this account is suspended");
+        // Only if no password change, reset or suspension committed since the hash was read (it would have
+        // revoked the user's sessions before this one existed).
+        const session = await sessions.startIfStill(
+          user.id,
+          { tokensValidAfterMs: user.tokensValidAfter?.getTime() ?? 0 },
+          clientOf(ctx),
+        );
+        if (!session) throw invalidCredentials();
         return {
           user: toProtoUser(user),
-          tokens: tokens(user, await sessions.start(user.id, clientOf(ctx))),
+          tokens: tokens(user, session),
           passwordChangeRequired: user.passwordChangeRequired,
         };
       } finally {

@@ -114,25 +114,45 @@ export function createSessionRepository(orm: Orm, lifetimes: SessionLifetimes, u
     return (await lock()) ?? undefined;
   }
 
+  /** Inserts a new session and its first refresh token in `em`'s transaction. */
+  async function insertSession(em: EntityManager, userId: string, client: SessionClient): Promise<IssuedSession> {
+    const now = new Date();
+    const maxExpireTime = new Date(now.getTime() + sessionMaxAgeMs);
+    const session = em.create(SessionEntity, {
+      id: randomUUID(),
+      userId,
+      createTime: now,
+      lastRefreshTime: now,
+      expireTime: new Date(Math.min(now.getTime() + refreshTokenTtlMs, maxExpireTime.getTime())),
+      maxExpireTime,
+      revokeTime: null,
+      ...clientFields(client),
+    });
+    const refreshToken = issue(em, session, now);
+    await em.flush();
+    return { userId, sessionId: session.id, refreshToken, issuedAt: now };
+  }
+
   return {
-    /** Starts a session for a user (a login); returns the refresh token to hand out (never stored). */
-    async start(userId: string, client: SessionClient = {}): Promise<IssuedSession> {
-      const em = fork();
-      const now = new Date();
-      const maxExpireTime = new Date(now.getTime() + sessionMaxAgeMs);
-      const session = em.create(SessionEntity, {
-        id: randomUUID(),
-        userId,
-        createTime: now,
-        lastRefreshTime: now,
-        expireTime: new Date(Math.min(now.getTime() + refreshTokenTtlMs, maxExpireTime.getTime())),
-        maxExpireTime,
-        revokeTime: null,
-        ...clientFields(client),
+    /** Starts a session for a user (sign-up, a password change); returns the refresh token to hand out (never stored). */
+    start(userId: string, client: SessionClient = {}): Promise<IssuedSession> {
+      return fork().transactional((em) => insertSession(em, userId, client));
+    },
+
+    /**
+     * Starts a session for a user who logged in with a password, only if the user is still active with the
+     * tokens-valid-after instant read with that password's hash (else undefined). The user's row is
+     * share-locked first. This closes the race of a Login that verified the old password while a password
+     * change, reset or suspension committed: without the check the login would start its session after the
+     * change's revocation, and keep it. Holding the share lock until commit, a change that comes later waits
+     * for this session and then revokes it (ADR 0013's order: user, then session).
+     */
+    startIfStill(userId: string, read: { tokensValidAfterMs: number }, client: SessionClient = {}) {
+      return fork().transactional(async (em): Promise<IssuedSession | undefined> => {
+        const status = await users.lockStatus(em, userId);
+        if (status?.state !== "active" || status.tokensValidAfterMs !== read.tokensValidAfterMs) return undefined;
+        return insertSession(em, userId, client);
       });
-      const refreshToken = issue(em, session, now);
-      await em.flush();
-      return { userId, sessionId: session.id, refreshToken, issuedAt: now };
     },
 
     /**
