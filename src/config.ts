@@ -77,6 +77,8 @@ export interface Config {
   readonly idleTimeoutMs: number;
   /** MAX_CONNECTIONS: connections beyond it are closed at once. */
   readonly maxConnections: number;
+  /** API_KEY_LAST_USED_INTERVAL: how often the last use of API keys is written (at most once per key). */
+  readonly apiKeyLastUsedIntervalMs: number;
 }
 
 const samplers = [
@@ -392,5 +394,6 @@ export function loadConfig(env: Env): Config {
     headersTimeoutMs: duration(env, "HEADERS_TIMEOUT", "10s"),
     idleTimeoutMs: duration(env, "IDLE_TIMEOUT", "5m"),
     maxConnections: int(env, "MAX_CONNECTIONS", 10_000, 1, 10_000_000),
+    apiKeyLastUsedIntervalMs: duration(env, "API_KEY_LAST_USED_INTERVAL", "1m"),
   });
 }

@@ -12,6 +12,9 @@ import type { Logger } from "pino";
 import { AuthService } from "../../gen/auth/v1/auth_service_pb.js";
 import { UserService } from "../../gen/user/v1/user_service_pb.js";
 import { createAdminCredentials } from "../auth/admin-credentials.service.ts";
+import { createApiKeyRepository } from "../auth/api-key.repository.ts";
+import { createApiKeyRegistry } from "../auth/api-key-registry.ts";
+import { createApiKeyService } from "../auth/api-keys.service.ts";
 import { createAuthService } from "../auth/auth.service.ts";
 import { createCallerVerifier, standingOf, type TokenStanding } from "../auth/caller-verifier.ts";
 import { createCodeRedemption } from "../auth/code-redemption.service.ts";
@@ -82,6 +85,23 @@ export async function startFeatures(
   const revokedSessions = createRevokedSessions({ pool, keepMs: config.accessTokenTtlMs + 5_000, log });
   await revokedSessions.start();
   releases.push("revoked sessions", async () => revokedSessions.close());
+  // Live API keys, in memory like the revocations (docs/adr/0019-api-keys.md).
+  const apiKeyRows = createApiKeyRepository(pool);
+  const apiKeyPolls = metrics.registerCounter(
+    "api_key_polls_total",
+    "Reads of changed API keys, by why: load (start, or after an outage), interval, or miss (an unknown secret).",
+    "why",
+    ["load", "interval", "miss"],
+  );
+  const apiKeys = createApiKeyRegistry({
+    keys: apiKeyRows,
+    log,
+    lastUsedEveryMs: config.apiKeyLastUsedIntervalMs,
+    onPoll: (why) => apiKeyPolls(why, 1),
+  });
+  await apiKeys.start();
+  metrics.registerGauge("api_keys_live", "API keys held in memory (not deleted).", apiKeys.size);
+  releases.push("api keys", () => apiKeys.close());
 
   // HS256 with the shared secret unless a private key is configured (then no secret is read or generated).
   const signingKeys = config.jwtPrivateKey
@@ -122,7 +142,7 @@ export async function startFeatures(
     users,
   });
 
-  const standing: TokenStanding = { users, revokedSessions };
+  const standing: TokenStanding = { users, revokedSessions, apiKeys };
   const lockout = createLoginLockout(pool);
   // Password reset and email verification codes, kept as HMACs under a key of their own (docs/adr/0021).
   const codes = createOneTimeCodes({ pool, key: derivedKey("one-time-codes"), ttlMs: config.resetCodeTtlMs });
@@ -147,6 +167,7 @@ export async function startFeatures(
         }),
         ...sessionHandlers.user,
         ...createAdminCredentials({ users, codes }),
+        ...createApiKeyService({ keys: apiKeyRows, registry: apiKeys, users }),
       });
       router.service(AuthService, {
         ...createAuthService({

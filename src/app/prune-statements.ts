@@ -31,6 +31,8 @@ export function pruneStatements(opts: { changeLogRetentionMs: number }): PruneSt
     // tokens are past theirs (pruned with the same margin), and its access tokens, issued at the latest at
     // that end and living ACCESS_TOKEN_TTL, have expired, so no replica needs its revocation any more.
     batchOf("sessions", "expire_time < now() - interval '1 day'"),
+    // A deleted API key: every replica's poll has seen its deletion long before (docs/adr/0019-api-keys.md).
+    batchOf("api_keys", "delete_time < now() - interval '1 day'"),
     // CreateUser retries come within minutes (AIP-155); a key a day old protects nothing.
     batchOf("idempotency_keys", `create_time < now() - interval '${IDEMPOTENCY_KEY_TTL}'`),
     // No attempt in the last hour (the lockout's window is 15 minutes) and no lock in force: the row counts

@@ -28,6 +28,8 @@ export const reasons = {
   USER_NOT_FOUND: Code.NotFound,
   SESSION_NOT_FOUND: Code.NotFound,
   API_KEY_NOT_FOUND: Code.NotFound,
+  /** A user already has the most API keys allowed (docs/api-keys.md): delete one first. */
+  API_KEY_LIMIT_REACHED: Code.FailedPrecondition,
   EMAIL_TAKEN: Code.AlreadyExists,
   ETAG_MISMATCH: Code.Aborted,
   RESUME_TOKEN_EXPIRED: Code.OutOfRange,
