@@ -30,7 +30,16 @@ function base62(n: bigint, width: number): string {
   return out;
 }
 
-const checksumOf = (text: string) => base62(BigInt(crc32(text)), CHECK_CHARS);
+/** The checksum's characters: a CRC-32 in base62 (plain numbers: it runs on every call made with a key). */
+function checksumOf(text: string): string {
+  let n = crc32(text);
+  let out = "";
+  for (let i = 0; i < CHECK_CHARS; i++) {
+    out = ALPHABET[n % 62] + out;
+    n = Math.floor(n / 62);
+  }
+  return out;
+}
 
 /** A new secret, its stored hash and the prefix shown for it. */
 export function newApiKeySecret(): { secret: string; hash: string; prefix: string } {
