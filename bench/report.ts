@@ -11,6 +11,8 @@ export interface Target {
   readonly name: string;
   readonly server: ServerKind;
   readonly protocol: ProtocolName;
+  /** How the load authenticates: an access token (JWT, the default) or an API key (`usk_...`). */
+  readonly credential?: "jwt" | "api-key";
 }
 
 /** One load of one target in one round. */
@@ -80,7 +82,7 @@ function goalLines(rows: Summary[], base: Summary | undefined, g: Goals): string
   const mark = (ok: boolean) => (ok ? "met" : "**not met**");
   const out: string[] = [];
   for (const r of rows) {
-    if (r.target.server !== "service") continue;
+    if (r.target.server !== "service" || r.target.credential === "api-key") continue;
     if (r.target.protocol === "grpc") {
       const floor =
         g.grpcFloor === undefined ? "" : ` (floor ${fmt(g.grpcFloor, 1)}x: ${mark(r.rps >= g.grpcFloor * base.rps)})`;
@@ -101,6 +103,29 @@ function goalLines(rows: Summary[], base: Summary | undefined, g: Goals): string
     );
   }
   return out;
+}
+
+/** API-key targets against the same server and protocol with a JWT, in the same run (docs/adr/0019). */
+function apiKeyLines(rows: Summary[]): string[] {
+  const out: string[] = [];
+  for (const r of rows) {
+    if (r.target.credential !== "api-key") continue;
+    const jwt = rows.find(
+      (j) =>
+        j.target.server === r.target.server &&
+        j.target.protocol === r.target.protocol &&
+        j.target.credential !== "api-key",
+    );
+    if (!jwt) {
+      out.push(`- ${r.target.name}: no JWT measurement of the same target in this run, no ratio`);
+      continue;
+    }
+    out.push(
+      `- ${r.target.name} vs ${jwt.target.name} (JWT): req/s ${ratio(r.rps, jwt.rps)}, CPU µs/req ` +
+        `${ratio(r.cpuPerRequestUs, jwt.cpuPerRequestUs)}, p99 ${ratio(r.p99Ms, jwt.p99Ms)}`,
+    );
+  }
+  return out.length > 0 ? ["API key against JWT:", "", ...out, ""] : [];
 }
 
 /** The report. */
@@ -146,6 +171,7 @@ export function renderReport(
     "",
     ...goalLines(rows, base, goals),
     "",
+    ...apiKeyLines(rows),
     "Every round:",
     "",
     "| round | target | req/s | p50 ms | p99 ms | server CPU % | CPU µs/req | peak RSS MB | verified calls |",

@@ -11,6 +11,7 @@
 import { randomUUID } from "node:crypto";
 import jwt from "jsonwebtoken";
 import pg from "pg";
+import { newApiKeySecret } from "../src/auth/api-key-secret.ts";
 import { createOrm, migrate } from "../src/db/orm.ts";
 
 /** The id prefix of every bench user; the last 12 characters are the user's index in decimal. */
@@ -42,6 +43,27 @@ export function benchAdminToken(
       audience: env.JWT_AUDIENCE,
     },
   );
+}
+
+/**
+ * A new API key of BENCH_ADMIN, inserted as CreateApiKey would (the service loads it at start); the bench
+ * admin's earlier bench keys are removed, so reseeding a database keeps one.
+ */
+export async function benchAdminApiKey(databaseUrl: string): Promise<string> {
+  const { secret, hash, prefix } = newApiKeySecret();
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    await client.query("delete from api_keys where user_id = $1 and display_name = 'bench'", [BENCH_ADMIN.id]);
+    await client.query(
+      `insert into api_keys (id, user_id, display_name, prefix, secret_hash, create_time, update_time)
+       values ($1, $2, 'bench', $3, $4, now(), now())`,
+      [randomUUID(), BENCH_ADMIN.id, prefix, Buffer.from(hash, "base64url")],
+    );
+  } finally {
+    await client.end();
+  }
+  return secret;
 }
 
 export function benchUserId(i: number): string {

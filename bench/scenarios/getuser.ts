@@ -12,7 +12,7 @@
  *
  * Environment (all optional): BENCH_DATABASE_URL, BENCH_USERS (100000), BENCH_USERS_1M (1000000),
  * BENCH_DURATION (10 s), BENCH_WARMUP (3 s), BENCH_ROUNDS (3), BENCH_TARGETS (comma list of target ids,
- * e.g. `baseline-grpc,service-grpc`), BENCH_CPU_PROF (a directory: the servers run with --cpu-prof and
+ * e.g. `baseline-grpc,service-grpc`; `service-grpc-apikey` is the service over gRPC with an API key), BENCH_CPU_PROF (a directory: the servers run with --cpu-prof and
  * write one profile per load there, named <target>-round<N>.cpuprofile; see profile-summary.ts).
  */
 import { randomBytes } from "node:crypto";
@@ -25,7 +25,7 @@ import { probe } from "../probe.ts";
 import { protocols, requestBody } from "../protocols.ts";
 import { type Goals, type RunInfo, renderReport, type Sample, type Target } from "../report.ts";
 import { idBound, startRotatingBody } from "../rotating-body.ts";
-import { benchAdminToken, benchUserId, seed } from "../seed.ts";
+import { benchAdminApiKey, benchAdminToken, benchUserId, seed } from "../seed.ts";
 import { gitCommit, type ServerEnv, type ServerProcess, startServer } from "../servers.ts";
 import { startVerifier } from "../verifier.ts";
 
@@ -41,11 +41,13 @@ const log = (line: string) => process.stderr.write(`bench:getuser: ${line}\n`);
 const allTargets: Target[] = [
   { name: "baseline gRPC (grpc-js)", server: "baseline", protocol: "grpc" },
   { name: "service gRPC", server: "service", protocol: "grpc" },
+  // The same calls authenticated with an API key instead of a JWT (docs/adr/0019-api-keys.md).
+  { name: "service gRPC, API key", server: "service", protocol: "grpc", credential: "api-key" },
   { name: "service Connect binary HTTP/2", server: "service", protocol: "connect-h2" },
   { name: "service Connect binary HTTP/1.1", server: "service", protocol: "connect-h1" },
   { name: "service gRPC-web HTTP/2", server: "service", protocol: "grpc-web" },
 ];
-const targetId = (t: Target) => `${t.server}-${t.protocol}`;
+const targetId = (t: Target) => `${t.server}-${t.protocol}${t.credential === "api-key" ? "-apikey" : ""}`;
 
 function selectedTargets(): Target[] {
   const wanted = process.env.BENCH_TARGETS?.split(",")
@@ -102,7 +104,8 @@ async function measureGetUser(title: string, users: number, goals: Goals): Promi
     DB_POOL_MAX: "10",
   };
   const _now = Math.floor(Date.now() / 1000);
-  const token = benchAdminToken(env, 12 * 3600);
+  const jwt = benchAdminToken(env, 12 * 3600);
+  const apiKey = await benchAdminApiKey(databaseUrl);
   const bound = idBound(users);
   const load = { connections: 50, streams: 10, warmupSeconds, durationSeconds };
 
@@ -114,6 +117,7 @@ async function measureGetUser(title: string, users: number, goals: Goals): Promi
     running.add(server);
     try {
       const protocol = protocols[target.protocol];
+      const token = target.credential === "api-key" ? apiKey : jwt;
       const headers = { ...protocol.headers, authorization: `Bearer ${token}` };
       const firstId = benchUserId(Math.floor(Math.random() * bound));
       const { body, idOffset } = requestBody(protocol, firstId);
