@@ -76,6 +76,7 @@ describe.each([
       new Set([
         "user/v1/user_service.proto",
         "user/v1/user.proto",
+        "user/v1/actor.proto",
         "user/v1/api_key.proto",
         "user/v1/session.proto",
         "authz/v1/authz.proto",

@@ -7,6 +7,7 @@ import type { Message } from "@bufbuild/protobuf";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import type { User } from "../../user/v1/user_pb.js";
 import type { Session } from "./session_pb.js";
+import type { AuthEvent } from "./auth_event_pb.js";
 
 /**
  * Describes the file auth/v1/auth_service.proto.
@@ -516,6 +517,68 @@ export declare type VerifyEmailResponse = Message<"auth.v1.VerifyEmailResponse">
 export declare const VerifyEmailResponseSchema: GenMessage<VerifyEmailResponse>;
 
 /**
+ * Request for ListAuthEvents.
+ *
+ * @generated from message auth.v1.ListAuthEventsRequest
+ */
+export declare type ListAuthEventsRequest = Message<"auth.v1.ListAuthEventsRequest"> & {
+  /**
+   * AIP-160 filter on `type` (AUTH_EVENT_TYPE_...), `time` (RFC 3339) and `user_id`, for example
+   * `type = AUTH_EVENT_TYPE_LOGIN_FAILED AND time > "2026-12-01T00:00:00Z"`.
+   *
+   * @generated from field: string filter = 1;
+   */
+  filter: string;
+
+  /**
+   * Default 50; larger than 1000 is clamped to 1000.
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * From a previous response's next_page_token; bound to the same filter.
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message auth.v1.ListAuthEventsRequest.
+ * Use `create(ListAuthEventsRequestSchema)` to create a new message.
+ */
+export declare const ListAuthEventsRequestSchema: GenMessage<ListAuthEventsRequest>;
+
+/**
+ * Response of ListAuthEvents.
+ *
+ * @generated from message auth.v1.ListAuthEventsResponse
+ */
+export declare type ListAuthEventsResponse = Message<"auth.v1.ListAuthEventsResponse"> & {
+  /**
+   * The events, newest first.
+   *
+   * @generated from field: repeated auth.v1.AuthEvent events = 1;
+   */
+  events: AuthEvent[];
+
+  /**
+   * Token of the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message auth.v1.ListAuthEventsResponse.
+ * Use `create(ListAuthEventsResponseSchema)` to create a new message.
+ */
+export declare const ListAuthEventsResponseSchema: GenMessage<ListAuthEventsResponse>;
+
+/**
  * AuthService signs users up and in, and manages their sessions.
  *
  * @generated from service auth.v1.AuthService
@@ -610,6 +673,16 @@ export declare const AuthService: GenService<{
     methodKind: "unary";
     input: typeof ResetPasswordRequestSchema;
     output: typeof ResetPasswordResponseSchema;
+  },
+  /**
+   * The log of authentication events (logins, failures, lockouts, refreshes, revocations, ...), newest first.
+   *
+   * @generated from rpc auth.v1.AuthService.ListAuthEvents
+   */
+  listAuthEvents: {
+    methodKind: "unary";
+    input: typeof ListAuthEventsRequestSchema;
+    output: typeof ListAuthEventsResponseSchema;
   },
   /**
    * Marks the user's email verified with a code from CreateEmailVerificationCode.

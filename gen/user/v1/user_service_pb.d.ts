@@ -6,6 +6,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import type { Message } from "@bufbuild/protobuf";
 import type { User } from "./user_pb.js";
 import type { FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
+import type { Actor } from "./actor_pb.js";
 import type { Session } from "./session_pb.js";
 import type { ApiKey } from "./api_key_pb.js";
 
@@ -478,6 +479,20 @@ export declare type WatchUsersResponse = Message<"user.v1.WatchUsersResponse"> &
    * @generated from field: string resume_token = 4;
    */
   resumeToken: string;
+
+  /**
+   * Who made the change; absent on INITIAL, SYNCED and HEARTBEAT.
+   *
+   * @generated from field: user.v1.Actor actor = 5;
+   */
+  actor?: Actor | undefined;
+
+  /**
+   * The change's stable id (as in ListUserChanges); empty on INITIAL, SYNCED and HEARTBEAT.
+   *
+   * @generated from field: string event_id = 6;
+   */
+  eventId: string;
 };
 
 /**
@@ -996,6 +1011,137 @@ export declare type DeleteApiKeyResponse = Message<"user.v1.DeleteApiKeyResponse
 export declare const DeleteApiKeyResponseSchema: GenMessage<DeleteApiKeyResponse>;
 
 /**
+ * Request for ListUserChanges.
+ *
+ * @generated from message user.v1.ListUserChangesRequest
+ */
+export declare type ListUserChangesRequest = Message<"user.v1.ListUserChangesRequest"> & {
+  /**
+   * Whose changes; required for a non-admin (its own id), optional for an admin (empty: every user).
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * AIP-160 filter on `type` (WATCH_EVENT_TYPE_CREATED, ..._UPDATED, ..._DELETED, ..._UNDELETED), `time`
+   * (RFC 3339) and `actor.user_id`, for example `type = WATCH_EVENT_TYPE_UPDATED AND time > "2026-12-01T00:00:00Z"`.
+   *
+   * @generated from field: string filter = 2;
+   */
+  filter: string;
+
+  /**
+   * Default 50; larger than 1000 is clamped to 1000.
+   *
+   * @generated from field: int32 page_size = 3;
+   */
+  pageSize: number;
+
+  /**
+   * From a previous response's next_page_token; bound to the same user_id and filter.
+   *
+   * @generated from field: string page_token = 4;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message user.v1.ListUserChangesRequest.
+ * Use `create(ListUserChangesRequestSchema)` to create a new message.
+ */
+export declare const ListUserChangesRequestSchema: GenMessage<ListUserChangesRequest>;
+
+/**
+ * One change in a user's history.
+ *
+ * @generated from message user.v1.UserChange
+ */
+export declare type UserChange = Message<"user.v1.UserChange"> & {
+  /**
+   * The change's stable id (as in WatchUsersResponse.event_id).
+   *
+   * @generated from field: string event_id = 1;
+   */
+  eventId: string;
+
+  /**
+   * WatchUsers resumes after this change with it (while the change log still holds it).
+   *
+   * @generated from field: string resume_token = 2;
+   */
+  resumeToken: string;
+
+  /**
+   * What happened: WATCH_EVENT_TYPE_CREATED, _UPDATED, _DELETED or _UNDELETED.
+   *
+   * @generated from field: user.v1.WatchEventType type = 3;
+   */
+  type: WatchEventType;
+
+  /**
+   * When the change was committed.
+   *
+   * @generated from field: google.protobuf.Timestamp change_time = 4;
+   */
+  changeTime?: Timestamp | undefined;
+
+  /**
+   * Who made it.
+   *
+   * @generated from field: user.v1.Actor actor = 5;
+   */
+  actor?: Actor | undefined;
+
+  /**
+   * The fields of User that it changed (for example "display_name", "labels"); every field for a creation.
+   *
+   * @generated from field: repeated string changed_fields = 6;
+   */
+  changedFields: string[];
+
+  /**
+   * The user after the change.
+   *
+   * @generated from field: user.v1.User user = 7;
+   */
+  user?: User | undefined;
+};
+
+/**
+ * Describes the message user.v1.UserChange.
+ * Use `create(UserChangeSchema)` to create a new message.
+ */
+export declare const UserChangeSchema: GenMessage<UserChange>;
+
+/**
+ * Response of ListUserChanges.
+ *
+ * @generated from message user.v1.ListUserChangesResponse
+ */
+export declare type ListUserChangesResponse = Message<"user.v1.ListUserChangesResponse"> & {
+  /**
+   * The changes, newest first.
+   *
+   * @generated from field: repeated user.v1.UserChange changes = 1;
+   */
+  changes: UserChange[];
+
+  /**
+   * Token of the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message user.v1.ListUserChangesResponse.
+ * Use `create(ListUserChangesResponseSchema)` to create a new message.
+ */
+export declare const ListUserChangesResponseSchema: GenMessage<ListUserChangesResponse>;
+
+/**
  * WatchEventType is the kind of a WatchUsers event.
  *
  * @generated from enum user.v1.WatchEventType
@@ -1238,6 +1384,16 @@ export declare const UserService: GenService<{
     methodKind: "unary";
     input: typeof ListApiKeysRequestSchema;
     output: typeof ListApiKeysResponseSchema;
+  },
+  /**
+   * The history of changes to users, newest first, with who made each: an admin's of anyone, a user's own.
+   *
+   * @generated from rpc user.v1.UserService.ListUserChanges
+   */
+  listUserChanges: {
+    methodKind: "unary";
+    input: typeof ListUserChangesRequestSchema;
+    output: typeof ListUserChangesResponseSchema;
   },
   /**
    * Deletes an API key: it stops working on every replica within a second.
