@@ -43,6 +43,12 @@ export interface Config {
   readonly maxMessageBytes: number;
   readonly shutdownGraceMs: number;
   readonly changeLogRetentionMs: number;
+  /** AUDIT_RETENTION: how long the change history and the auth events are kept. */
+  readonly auditRetentionMs: number;
+  /** AUTH_EVENTS: record auth events (ListAuthEvents); false only to measure what recording costs. */
+  readonly authEvents: boolean;
+  /** AUTH_EVENTS_FLUSH_INTERVAL: how often buffered auth events are written (and at 500 waiting). */
+  readonly authEventsFlushMs: number;
   readonly watchHeartbeatMs: number;
   /** WATCH_MAX_BACKLOG: changes buffered for one watcher that is not reading before it is ended (UNAVAILABLE). */
   readonly watchMaxBacklog: number;
@@ -373,6 +379,9 @@ export function loadConfig(env: Env): Config {
     maxMessageBytes: int(env, "MAX_MESSAGE_BYTES", 4 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     shutdownGraceMs: duration(env, "SHUTDOWN_GRACE", "10s"),
     changeLogRetentionMs: duration(env, "CHANGE_LOG_RETENTION", "7d"),
+    auditRetentionMs: duration(env, "AUDIT_RETENTION", "90d"),
+    authEvents: bool(env, "AUTH_EVENTS", true),
+    authEventsFlushMs: duration(env, "AUTH_EVENTS_FLUSH_INTERVAL", "200ms"),
     watchHeartbeatMs: duration(env, "WATCH_HEARTBEAT", "15s"),
     watchMaxBacklog: int(env, "WATCH_MAX_BACKLOG", 10_000, 1, 10_000_000),
     tlsCertFile,

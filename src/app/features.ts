@@ -16,6 +16,14 @@ import { createApiKeyRepository } from "../auth/api-key.repository.ts";
 import { createApiKeyRegistry } from "../auth/api-key-registry.ts";
 import { createApiKeyService } from "../auth/api-keys.service.ts";
 import { createAuthService } from "../auth/auth.service.ts";
+import {
+  AUTH_EVENT_TYPES,
+  type AuthEventRecorder,
+  createAuthEventRecorder,
+  DROP_REASONS,
+  noAuthEvents,
+} from "../auth/auth-event-recorder.ts";
+import { createAuthEventPageTokens, createAuthEventService } from "../auth/auth-events.service.ts";
 import { createCallerVerifier, standingOf, type TokenStanding } from "../auth/caller-verifier.ts";
 import { createCodeRedemption } from "../auth/code-redemption.service.ts";
 import { createLoginLockout } from "../auth/lockout.ts";
@@ -62,6 +70,40 @@ function jwtSecretFor(config: Config): string {
     writeFileSync(file, randomBytes(48).toString("base64url"), { mode: 0o600 });
   }
   return readFileSync(file, "utf8").trim();
+}
+
+/**
+ * The auth event recorder (docs/adr/0023-auth-events.md): buffered, written in batches, written out on
+ * shutdown before the pool closes (its release step runs before the database's).
+ */
+function startAuthEvents(
+  config: Config,
+  deps: { log: Logger; db: Database; metrics: Metrics; releases: Releases },
+): AuthEventRecorder {
+  if (!config.authEvents) return noAuthEvents;
+  const { metrics } = deps;
+  const recorded = metrics.registerCounter(
+    "auth_events_recorded_total",
+    "Auth events written to the database, by type.",
+    "type",
+    AUTH_EVENT_TYPES.map((t) => t.toLowerCase()),
+  );
+  const dropped = metrics.registerCounter(
+    "auth_events_dropped_total",
+    "Auth events lost, by why: full (the buffer overflowed while the database was away), refused, closed.",
+    "why",
+    DROP_REASONS,
+  );
+  const events = createAuthEventRecorder({
+    pool: deps.db.pool,
+    log: deps.log,
+    everyMs: config.authEventsFlushMs,
+    onRecorded: (type, n) => recorded(type.toLowerCase(), n),
+    onDropped: dropped,
+  });
+  metrics.registerGauge("auth_events_buffered", "Auth events waiting to be written.", events.buffered);
+  deps.releases.push("auth events", () => events.close());
+  return events;
 }
 
 export async function startFeatures(
@@ -134,12 +176,15 @@ export async function startFeatures(
   if (admin?.passwordFile) log.warn(admin, `created admin ${admin.email}; its password is in ${admin.passwordFile}`);
   else if (admin) log.info({ email: admin.email }, "created admin");
 
+  const events = startAuthEvents(config, deps);
+
   // ListSessions, RevokeSession, ListUserSessions, RevokeUserSessions (docs/adr/0020).
   const sessionHandlers = createSessionHandlers({
     sessions: createUserSessions(orm, config, users),
     revokedSessions,
     pageTokens: createSessionPageTokens(derivedKey("session-page-tokens")),
     users,
+    events,
   });
 
   const standing: TokenStanding = { users, revokedSessions, apiKeys };
@@ -166,8 +211,8 @@ export async function startFeatures(
           }),
         }),
         ...sessionHandlers.user,
-        ...createAdminCredentials({ users, codes }),
-        ...createApiKeyService({ keys: apiKeyRows, registry: apiKeys, users }),
+        ...createAdminCredentials({ users, codes, events }),
+        ...createApiKeyService({ keys: apiKeyRows, registry: apiKeys, users, events }),
       });
       router.service(AuthService, {
         ...createAuthService({
@@ -177,9 +222,14 @@ export async function startFeatures(
           lockout,
           revokedSessions,
           allowSignup: config.allowSignup,
+          events,
         }),
         ...sessionHandlers.auth,
-        ...createCodeRedemption({ users, codes, lockout }),
+        ...createCodeRedemption({ users, codes, lockout, events }),
+        ...createAuthEventService({
+          pool,
+          pageTokens: createAuthEventPageTokens(derivedKey("auth-event-page-tokens")),
+        }),
       });
     },
     warm: () => users.warm(),

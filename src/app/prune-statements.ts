@@ -20,7 +20,7 @@ function batchOf(table: string, where: string, values: unknown[] = []): PruneSta
 export const IDEMPOTENCY_KEY_TTL = "24 hours";
 
 /** Every prune statement of the service. */
-export function pruneStatements(opts: { changeLogRetentionMs: number }): PruneStatement[] {
+export function pruneStatements(opts: { changeLogRetentionMs: number; auditRetentionMs: number }): PruneStatement[] {
   return [
     // The change log past CHANGE_LOG_RETENTION (resume tokens below it are RESUME_TOKEN_EXPIRED).
     changeLogPrune(opts.changeLogRetentionMs),
@@ -44,5 +44,9 @@ export function pruneStatements(opts: { changeLogRetentionMs: number }): PruneSt
     // A one-time code used, expired or dead (its wrong tries spent) works no more, and a missing row reads
     // exactly the same to a caller (INVALID_CODE): nothing is kept for later.
     batchOf("one_time_codes", "used_time is not null or expire_time < now() or attempts >= $2", [MAX_CODE_ATTEMPTS]),
+    // Auth events past AUDIT_RETENTION (docs/adr/0023-auth-events.md); auth_events_time_idx finds them.
+    batchOf("auth_events", "time < now() - make_interval(secs => $2::double precision / 1000)", [
+      opts.auditRetentionMs,
+    ]),
   ];
 }

@@ -13,6 +13,7 @@ import { invalidArgument, ServiceError } from "../rpc/errors.ts";
 import { toProtoUser } from "../users/user.message.ts";
 import type { User } from "../users/user.ts";
 import type { UserStore } from "../users/user-store.ts";
+import type { AuthEventRecorder } from "./auth-event-recorder.ts";
 import type { CodePurpose, OneTimeCodes } from "./one-time-codes.ts";
 
 const noPassword = () =>
@@ -24,8 +25,9 @@ const noPassword = () =>
 export function createAdminCredentials(deps: {
   users: UserStore;
   codes: OneTimeCodes;
+  events: AuthEventRecorder;
 }): Partial<ServiceImpl<typeof UserService>> {
-  const { users, codes } = deps;
+  const { users, codes, events } = deps;
 
   /** The user that is not deleted, else USER_NOT_FOUND (as the store's writes say it). */
   async function liveUser(id: string): Promise<User> {
@@ -40,7 +42,7 @@ export function createAdminCredentials(deps: {
   }
 
   return {
-    async setPassword(req) {
+    async setPassword(req, ctx) {
       const user = await liveUser(req.userId);
       // Checked before hashing (the store refuses it too, after).
       if (user.kind === "service") throw noPassword();
@@ -48,7 +50,9 @@ export function createAdminCredentials(deps: {
       // As in CreateUser: nothing is counted before, so a full hashing queue is RATE_LIMITED and nothing changes.
       const hash = await hashPassword(req.password);
       // Revokes every session and access token of the user in the same statement (UserStore.setPassword).
-      return { user: toProtoUser(await users.setPassword(user.id, hash, req.changeRequired)) };
+      const updated = await users.setPassword(user.id, hash, req.changeRequired);
+      events.record("PASSWORD_CHANGED", ctx, { userId: user.id });
+      return { user: toProtoUser(updated) };
     },
 
     async createPasswordResetCode(req) {

@@ -14,6 +14,7 @@ import type { UserStore } from "../users/user-store.ts";
 import type { ApiKeyRecord, ApiKeyRepository } from "./api-key.repository.ts";
 import { type ApiKeyRegistry, NO_EXPIRY } from "./api-key-registry.ts";
 import { newApiKeySecret } from "./api-key-secret.ts";
+import type { AuthEventRecorder } from "./auth-event-recorder.ts";
 
 /** The most live keys one user may hold (deleted keys do not count). */
 export const MAX_API_KEYS_PER_USER = 100;
@@ -53,10 +54,12 @@ export function createApiKeyService(deps: {
   registry: ApiKeyRegistry;
   users: Pick<UserStore, "findById">;
   maxPerUser?: number;
+  /** API_KEY_CREATED, API_KEY_DELETED (the secret never). */
+  events: AuthEventRecorder;
 }): Partial<ServiceImpl<typeof UserService>> {
   const max = deps.maxPerUser ?? MAX_API_KEYS_PER_USER;
   return {
-    async createApiKey(req) {
+    async createApiKey(req, ctx) {
       if (req.displayName.trim() === "") {
         throw invalidArgument([{ field: "display_name", description: "must not be blank" }]);
       }
@@ -79,6 +82,7 @@ export function createApiKeyService(deps: {
       }
       // Usable on this replica at once; the others learn it from their poll (or at its first use there).
       deps.registry.added(created.state);
+      deps.events.record("API_KEY_CREATED", ctx, { userId: req.userId });
       return { apiKey: toProtoApiKey(created.key), secret };
     },
 
@@ -88,12 +92,13 @@ export function createApiKeyService(deps: {
       return { apiKeys: (await deps.keys.list(req.userId)).map(toProtoApiKey) };
     },
 
-    async deleteApiKey(req) {
+    async deleteApiKey(req, ctx) {
       const deleted = await deps.keys.delete(req.userId, req.apiKeyId);
       if (!deleted) {
         throw new ServiceError("API_KEY_NOT_FOUND", `API key ${req.apiKeyId} of user ${req.userId} not found`);
       }
       deps.registry.deleted(deleted);
+      deps.events.record("API_KEY_DELETED", ctx, { userId: req.userId });
       return {};
     },
   };

@@ -19,6 +19,7 @@ import { ServiceError } from "../rpc/errors.ts";
 import { toProtoUser } from "../users/user.message.ts";
 import type { RoleName, UserWithHash } from "../users/user.ts";
 import type { UserStore } from "../users/user-store.ts";
+import type { AuthEventRecorder } from "./auth-event-recorder.ts";
 import type { LoginLockout } from "./lockout.ts";
 import type { RevokedSessions } from "./revoked-sessions.ts";
 import type { IssuedSession, SessionClient, SessionRepository } from "./session.repository.ts";
@@ -41,11 +42,16 @@ export interface AuthServiceDeps {
   lockout: LoginLockout;
   revokedSessions: RevokedSessions;
   allowSignup: boolean;
+  /** Where LOGIN_*, ACCOUNT_LOCKED, LOGOUT, TOKEN_REFRESHED, REFRESH_REUSE_DETECTED and PASSWORD_CHANGED go. */
+  events: AuthEventRecorder;
 }
+
+/** The refusals of Login that are recorded as LOGIN_FAILED (not RATE_LIMITED, not a database failure). */
+const LOGIN_REFUSALS = new Set(["INVALID_CREDENTIALS", "PERMISSION_DENIED", "ACCOUNT_LOCKED"]);
 
 /** Builds the service implementation. */
 export function createAuthService(deps: AuthServiceDeps): Partial<ServiceImpl<typeof AuthService>> {
-  const { users, sessions, accessTokens, lockout } = deps;
+  const { users, sessions, accessTokens, lockout, events } = deps;
 
   function tokens(user: { id: string; role: RoleName }, session: IssuedSession): Tokens {
     // Issued at the instant the session row recorded, so its expiry follows from the database (ADR 0013).
@@ -83,9 +89,11 @@ export function createAuthService(deps: AuthServiceDeps): Partial<ServiceImpl<ty
     async login(req, ctx) {
       // Held before the attempt is counted: with the hashing queue full, RATE_LIMITED at once and nothing counted.
       const slot = reserveHashSlot();
+      let user: UserWithHash | null | undefined;
+      let locks = false;
       try {
-        await lockout.reserve(req.email);
-        const user = await users.findByEmailWithHash(req.email);
+        ({ locks } = await lockout.reserve(req.email));
+        user = await users.findByEmailWithHash(req.email);
         const ok = user?.passwordHash
           ? await verifyPassword(user.passwordHash, req.password, slot)
           : await verifyAgainstDummy(req.password, slot);
@@ -106,11 +114,21 @@ export function createAuthService(deps: AuthServiceDeps): Partial<ServiceImpl<ty
           clientOf(ctx),
         );
         if (!session) throw invalidCredentials();
+        events.record("LOGIN_SUCCEEDED", ctx, { userId: user.id, sessionId: session.sessionId, email: req.email });
         return {
           user: toProtoUser(user),
           tokens: tokens(user, session),
           passwordChangeRequired: user.passwordChangeRequired,
         };
+      } catch (err) {
+        if (err instanceof ServiceError && LOGIN_REFUSALS.has(err.reason)) {
+          // A locked email is refused before the user is read: read it now (from memory, mostly) for the event.
+          if (user === undefined) user = await users.findByEmailWithHash(req.email).catch(() => null);
+          const facts = { userId: user?.id, email: req.email };
+          events.record("LOGIN_FAILED", ctx, facts);
+          if (locks) events.record("ACCOUNT_LOCKED", ctx, facts);
+        }
+        throw err;
       } finally {
         slot.release();
       }
@@ -120,17 +138,23 @@ export function createAuthService(deps: AuthServiceDeps): Partial<ServiceImpl<ty
       const rotation = await sessions.rotate(req.refreshToken, clientOf(ctx));
       if (!rotation.ok) {
         // A rotated token presented again: its whole session is revoked, access tokens included.
-        if (rotation.why === "reused") deps.revokedSessions.add(rotation.session);
+        if (rotation.why === "reused") {
+          deps.revokedSessions.add(rotation.session);
+          events.record("REFRESH_REUSE_DETECTED", ctx, { userId: rotation.userId, sessionId: rotation.session.id });
+        }
         throw badRefreshToken();
       }
       const user = await users.findById(rotation.userId);
       if (!user) throw badRefreshToken();
+      events.record("TOKEN_REFRESHED", ctx, { userId: user.id, sessionId: rotation.sessionId });
       return { tokens: tokens(user, rotation) };
     },
 
-    async logout(req) {
+    async logout(req, ctx) {
       const revoked = await sessions.revokeSessionOf(req.refreshToken);
-      if (revoked) deps.revokedSessions.add(revoked);
+      if (revoked) deps.revokedSessions.add(revoked.session);
+      // A retried Logout of a session it already ended records nothing more.
+      if (revoked?.now) events.record("LOGOUT", ctx, { userId: revoked.userId, sessionId: revoked.session.id });
       return {};
     },
 
@@ -143,9 +167,12 @@ export function createAuthService(deps: AuthServiceDeps): Partial<ServiceImpl<ty
       assertStrongPassword(req.newPassword, { email: user.email, field: "new_password" });
       // As in login: a full hashing queue is refused before the attempt is counted.
       const slot = reserveHashSlot();
+      let locks = false;
       try {
-        await lockout.reserve(user.email);
+        ({ locks } = await lockout.reserve(user.email));
         if (!user.passwordHash || !(await verifyPassword(user.passwordHash, req.currentPassword, slot))) {
+          // The 5th wrong current password locks the email for Login too.
+          if (locks) events.record("ACCOUNT_LOCKED", ctx, { userId: user.id, email: user.email });
           throw invalidCredentials();
         }
       } finally {
@@ -156,6 +183,7 @@ export function createAuthService(deps: AuthServiceDeps): Partial<ServiceImpl<ty
       // Revokes, in the same transaction, every session of the user and every access token issued before now
       // (users.setPassword); the new session below is started after it.
       const updated = await users.setPassword(user.id, hash);
+      events.record("PASSWORD_CHANGED", ctx, { userId: user.id, sessionId: ctx.values.get(kCaller)?.sessionId });
       return { tokens: tokens(updated, await sessions.start(updated.id, clientOf(ctx))) };
     },
   };

@@ -16,6 +16,7 @@ import { ServiceError } from "../rpc/errors.ts";
 import { toProtoUser } from "../users/user.message.ts";
 import type { User } from "../users/user.ts";
 import type { UserStore } from "../users/user-store.ts";
+import type { AuthEventRecorder } from "./auth-event-recorder.ts";
 import type { LoginLockout } from "./lockout.ts";
 import type { OneTimeCodes } from "./one-time-codes.ts";
 
@@ -42,11 +43,12 @@ export function createCodeRedemption(deps: {
   users: UserStore;
   codes: OneTimeCodes;
   lockout: LoginLockout;
+  events: AuthEventRecorder;
 }): Partial<ServiceImpl<typeof AuthService>> {
-  const { users, codes, lockout } = deps;
+  const { users, codes, lockout, events } = deps;
 
   return {
-    async resetPassword(req) {
+    async resetPassword(req, ctx) {
       // The same for every email (it compares with the one given, which is the account's when the code fits).
       assertStrongPassword(req.newPassword, { email: req.email, field: "new_password" });
       // Held before the code is tried: with the hashing queue full the call is RATE_LIMITED at once, and the
@@ -66,6 +68,7 @@ export function createCodeRedemption(deps: {
       }
       // A reset proves the person holds the mailbox: the login lockout of the address ends too.
       for (const email of new Set([user.email, req.email])) await lockout.succeeded(email);
+      events.record("PASSWORD_RESET", ctx, { userId: user.id, email: req.email });
       return {};
     },
 

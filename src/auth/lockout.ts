@@ -62,9 +62,10 @@ export function createLoginLockout(pool: pg.Pool) {
   return {
     /**
      * Counts an attempt, before the password is checked; throws ACCOUNT_LOCKED when the email is locked.
-     * The 5th attempt of the window goes through (and is checked) but locks the email for everyone else.
+     * The 5th attempt of the window goes through (and is checked) but locks the email for everyone else:
+     * `locks` says so (the lock stays unless this attempt succeeds; an auth event records it).
      */
-    async reserve(email: string): Promise<void> {
+    async reserve(email: string): Promise<{ locks: boolean }> {
       const { rows } = await pool.query<{ attempts: number; locked_until: Date | null; now: Date }>({
         name: "lockout-reserve",
         text: reserve,
@@ -74,6 +75,7 @@ export function createLoginLockout(pool: pg.Pool) {
       if (r.attempts > MAX_FAILURES) {
         throw locked(r.locked_until ? r.locked_until.getTime() - r.now.getTime() : LOCK_MS);
       }
+      return { locks: r.attempts === MAX_FAILURES && r.locked_until !== null };
     },
     /** Records a success: the count starts again, and a lock set by this attempt's reservation is lifted. */
     async succeeded(email: string): Promise<void> {

@@ -19,6 +19,7 @@ import type { UserService } from "../../gen/user/v1/user_service_pb.js";
 import { type Caller, kCaller } from "../rpc/context.ts";
 import { ServiceError } from "../rpc/errors.ts";
 import type { UserStore } from "../users/user-store.ts";
+import type { AuthEventRecorder } from "./auth-event-recorder.ts";
 import type { RevokedSessions } from "./revoked-sessions.ts";
 import type { SessionPageTokens } from "./session-page-token.ts";
 import type { SessionView, UserSessions } from "./user-sessions.ts";
@@ -33,6 +34,8 @@ export interface SessionHandlerDeps {
   pageTokens: SessionPageTokens;
   /** Whether a user exists (ListUserSessions, RevokeUserSessions). */
   users: Pick<UserStore, "findById">;
+  /** SESSION_REVOKED, one per session a call revoked. */
+  events: AuthEventRecorder;
 }
 
 function callerOf(ctx: HandlerContext): Caller {
@@ -57,7 +60,7 @@ const fieldsOf = (s: SessionView, caller: Caller) => ({
 
 /** Builds the handlers of both services. */
 export function createSessionHandlers(deps: SessionHandlerDeps) {
-  const { sessions, revokedSessions, pageTokens } = deps;
+  const { sessions, revokedSessions, pageTokens, events } = deps;
 
   /** A page of the user's live sessions and the next page's token. */
   async function page(userId: string, req: { pageSize: number; pageToken: string }) {
@@ -85,7 +88,10 @@ export function createSessionHandlers(deps: SessionHandlerDeps) {
       const caller = callerOf(ctx);
       const done = await sessions.revoke(caller.userId, req.sessionId);
       if (!done) throw sessionNotFound(req.sessionId);
-      if (done.revoked) revokedSessions.add(done.revoked);
+      if (done.revoked) {
+        revokedSessions.add(done.revoked);
+        events.record("SESSION_REVOKED", ctx, { userId: caller.userId, sessionId: done.revoked.id });
+      }
       return {};
     },
   };
@@ -101,17 +107,23 @@ export function createSessionHandlers(deps: SessionHandlerDeps) {
       };
     },
 
-    async revokeUserSessions(req) {
+    async revokeUserSessions(req, ctx) {
       if (req.sessionId !== undefined) {
         await existing(req.userId);
         const done = await sessions.revoke(req.userId, req.sessionId);
         if (!done) throw sessionNotFound(req.sessionId);
-        if (done.revoked) revokedSessions.add(done.revoked);
+        if (done.revoked) {
+          revokedSessions.add(done.revoked);
+          events.record("SESSION_REVOKED", ctx, { userId: req.userId, sessionId: done.revoked.id });
+        }
         return { revokedCount: done.wasLive ? 1 : 0 };
       }
       const done = await sessions.revokeAll(req.userId);
       if (!done) throw userNotFound(req.userId);
-      for (const s of done.revoked) revokedSessions.add(s);
+      for (const s of done.revoked) {
+        revokedSessions.add(s);
+        events.record("SESSION_REVOKED", ctx, { userId: req.userId, sessionId: s.id });
+      }
       return { revokedCount: done.live };
     },
   };

@@ -37,7 +37,7 @@ export interface IssuedSession {
 export type Rotation =
   | ({ ok: true } & IssuedSession)
   | { ok: false; why: "unknown" | "expired" | "revoked" }
-  | { ok: false; why: "reused"; session: RevokedSession };
+  | { ok: false; why: "reused"; session: RevokedSession; userId: string };
 
 /** How long sessions last. */
 export interface SessionLifetimes {
@@ -48,7 +48,7 @@ export interface SessionLifetimes {
 }
 
 // User agents are free text from the caller: kept short, and without what PostgreSQL's text refuses.
-const USER_AGENT_MAX = 256;
+export const USER_AGENT_MAX = 256;
 const clientFields = (client: SessionClient) => ({
   clientAddress: client.clientAddress || null,
   userAgent: client.userAgent ? client.userAgent.replaceAll("\0", "").slice(0, USER_AGENT_MAX) : null,
@@ -180,7 +180,8 @@ export function createSessionRepository(orm: Orm, lifetimes: SessionLifetimes, u
         if (row.usedTime) {
           session.revokeTime = now;
           await em.flush();
-          return { ok: false, why: "reused", session: { id: session.id, lastRefreshTime: session.lastRefreshTime } };
+          const revoked = { id: session.id, lastRefreshTime: session.lastRefreshTime };
+          return { ok: false, why: "reused", session: revoked, userId: session.userId };
         }
         const end = endOf(session);
         if (row.expireTime <= now || session.expireTime <= now || end <= now.getTime()) {
@@ -199,15 +200,21 @@ export function createSessionRepository(orm: Orm, lifetimes: SessionLifetimes, u
       });
     },
 
-    /** Revokes the session of a refresh token (Logout). Unknown tokens are ignored. */
-    async revokeSessionOf(token: string): Promise<RevokedSession | undefined> {
+    /**
+     * Revokes the session of a refresh token (Logout). Unknown tokens are ignored. `now` says whether this
+     * call revoked it (false when it was revoked already).
+     */
+    async revokeSessionOf(
+      token: string,
+    ): Promise<{ session: RevokedSession; userId: string; now: boolean } | undefined> {
       return fork().transactional(async (em) => {
         const owner = await tokenOwner(em, hashRefreshToken(token));
         const session = owner && (await lockSession(em, owner.sessionId));
         if (!session) return undefined;
+        const now = !session.revokeTime;
         session.revokeTime ??= new Date();
         await em.flush();
-        return { id: session.id, lastRefreshTime: session.lastRefreshTime };
+        return { session: { id: session.id, lastRefreshTime: session.lastRefreshTime }, userId: session.userId, now };
       });
     },
   };

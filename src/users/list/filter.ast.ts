@@ -52,8 +52,11 @@ export interface LabelPresentCondition {
 /** One restriction on one field. */
 export type Condition = TextCondition | EnumCondition | TimeCondition | LabelCondition | LabelPresentCondition;
 
-/** A parsed, checked filter. */
-export type Filter =
-  | Condition
-  | { readonly kind: "and" | "or"; readonly args: readonly Filter[] }
-  | { readonly kind: "not"; readonly arg: Filter };
+/** A tree of AND/OR/NOT over conditions of type C (any type whose `kind` is not and, or, not). */
+export type FilterTree<C> =
+  | C
+  | { readonly kind: "and" | "or"; readonly args: readonly FilterTree<C>[] }
+  | { readonly kind: "not"; readonly arg: FilterTree<C> };
+
+/** A parsed, checked filter on users. */
+export type Filter = FilterTree<Condition>;

@@ -12,8 +12,8 @@
  */
 
 import { FilterError } from "./errors.ts";
-import type { Filter } from "./filter.ast.ts";
-import { toCondition } from "./filter.fields.ts";
+import type { Condition, Filter, FilterTree } from "./filter.ast.ts";
+import { type Restriction, toCondition } from "./filter.fields.ts";
 import { type Token, tokenize } from "./filter.lexer.ts";
 
 /** Deepest parenthesis nesting accepted; bounds the recursion a hostile filter can cause. */
@@ -33,12 +33,21 @@ function isKeyword(t: Token, keyword: string): boolean {
   return t.kind === "word" && t.text === keyword;
 }
 
-function combine(kind: "and" | "or", args: Filter[]): Filter {
+function combine<C>(kind: "and" | "or", args: FilterTree<C>[]): FilterTree<C> {
   return args.length === 1 ? args[0] : { kind, args };
 }
 
-/** Parses and checks a filter; null for an empty (or blank) filter, which matches every user. */
+/** Parses and checks a filter on users; null for an empty (or blank) filter, which matches every user. */
 export function parseFilter(input: string): Filter | null {
+  return parseFilterWith<Condition>(input, toCondition);
+}
+
+/**
+ * Parses a filter of the same grammar over other fields: `check` turns each `field op value` into a
+ * condition or throws a FilterError (ListAuthEvents has its own fields). Null for a blank filter.
+ */
+export function parseFilterWith<C>(input: string, check: (r: Restriction) => C): FilterTree<C> | null {
+  type Filter = FilterTree<C>;
   const tokens = tokenize(input);
   let at = 0;
   let terms = 0;
@@ -115,7 +124,7 @@ export function parseFilter(input: string): Filter | null {
         field.text,
       );
     }
-    return toCondition({ field, op, value });
+    return check({ field, op, value });
   }
 
   if (peek().kind === "end") return null;

@@ -47,10 +47,12 @@
  * indexes remove even that. `email = "..."` already uses users_email_live_key when deleted users are hidden.
  */
 export { FilterError, OrderByError, PageTokenError } from "./errors.ts";
-export type { Comparator, Condition, Filter } from "./filter.ast.ts";
-export { MAX_FILTER_DEPTH, MAX_FILTER_TERMS, parseFilter } from "./filter.parser.ts";
+export type { Comparator, Condition, Filter, FilterTree, Ordering } from "./filter.ast.ts";
+export type { Restriction } from "./filter.fields.ts";
+export { MAX_FILTER_DEPTH, MAX_FILTER_TERMS, parseFilter, parseFilterWith } from "./filter.parser.ts";
 export { filterSql } from "./filter.sql.ts";
 export { type Cursor, cursorFromRow, keysetSql, orderBySql, sortKeySelect } from "./keyset.ts";
 export { DEFAULT_ORDER, ID_ORDER, type OrderBy, parseOrderBy, type SortField, type SortKey } from "./order-by.ts";
 export { createPageTokenCodec, type PagePosition, type PageRequest, type PageTokenCodec } from "./page-token.ts";
 export { createSqlParams, type SqlParams, type SqlQuery, toSql } from "./sql-params.ts";
+export { normalizeRfc3339 } from "./time-literal.ts";

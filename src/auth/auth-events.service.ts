@@ -1,0 +1,122 @@
+/**
+ * auth.v1.AuthService/ListAuthEvents (admin; the auth interceptor enforces the proto's declaration): the
+ * recorded auth events newest first, keyset-paged on (time, id) with tamper-evident page tokens bound to the
+ * filter. Events are written in batches (auth-event-recorder.ts), so one recorded a moment ago may not be
+ * listed yet. Merged into the AuthService implementation in src/app/features.ts.
+ */
+import { createHmac, timingSafeEqual } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { ServiceImpl } from "@connectrpc/connect";
+import type pg from "pg";
+import { AuthEventSchema, AuthEventType as ProtoType } from "../../gen/auth/v1/auth_event_pb.js";
+import type { AuthService } from "../../gen/auth/v1/auth_service_pb.js";
+import { PageTokenError, toSql } from "../users/list/index.ts";
+import { type AuthEventFilter, authEventFilterSql, parseAuthEventFilter } from "./auth-event-filter.ts";
+import type { AuthEventType } from "./auth-event-recorder.ts";
+
+const DEFAULT_PAGE = 50;
+const MAX_PAGE = 1000;
+
+/** After this event, in (time desc, id desc) order; time to the microsecond as PostgreSQL prints it. */
+interface EventCursor {
+  time: string;
+  id: string;
+}
+
+const TAG_BYTES = 32;
+const CONTEXT = "auth.v1.ListAuthEvents page token v1\n";
+const BASE64URL = /^[A-Za-z0-9_-]+$/;
+const TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * Page tokens: base64url of an HMAC-SHA256 tag and a JSON body (the cursor). The tag covers the parsed filter
+ * too (its canonical JSON, so two spellings of one filter share tokens): a token is good only for the
+ * listing it came from, and no position can be forged.
+ */
+export function createAuthEventPageTokens(key: string) {
+  if (Buffer.byteLength(key) < 32) throw new RangeError("page token key must be at least 32 bytes");
+  const tag = (filter: AuthEventFilter, body: Buffer) =>
+    createHmac("sha256", key).update(CONTEXT).update(JSON.stringify(filter)).update("\n").update(body).digest();
+  const invalid = () => new PageTokenError("not a page token of this listing, or it was modified");
+  return {
+    encode(filter: AuthEventFilter, cursor: EventCursor): string {
+      const body = Buffer.from(JSON.stringify([cursor.time, cursor.id]));
+      return Buffer.concat([tag(filter, body), body]).toString("base64url");
+    },
+    decode(filter: AuthEventFilter, token: string): EventCursor | null {
+      if (token === "") return null;
+      if (!BASE64URL.test(token)) throw invalid();
+      const raw = Buffer.from(token, "base64url");
+      if (raw.length <= TAG_BYTES || raw.toString("base64url") !== token) throw invalid();
+      const body = raw.subarray(TAG_BYTES);
+      if (!timingSafeEqual(raw.subarray(0, TAG_BYTES), tag(filter, body))) throw invalid();
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(body.toString("utf8"));
+      } catch {
+        throw invalid();
+      }
+      if (!Array.isArray(parsed) || parsed.length !== 2) throw invalid();
+      const [time, id] = parsed as unknown[];
+      if (typeof time !== "string" || !TIME.test(time) || typeof id !== "string" || !UUID.test(id)) throw invalid();
+      return { time, id };
+    },
+  };
+}
+
+interface EventRow {
+  id: string;
+  type: AuthEventType;
+  time: Date;
+  time_us: string;
+  user_id: string | null;
+  client_address: string | null;
+  user_agent: string | null;
+  session_id: string | null;
+  email: string | null;
+}
+
+/** Builds the handler. */
+export function createAuthEventService(deps: {
+  pool: pg.Pool;
+  pageTokens: ReturnType<typeof createAuthEventPageTokens>;
+}): Partial<ServiceImpl<typeof AuthService>> {
+  return {
+    async listAuthEvents(req) {
+      const filter = parseAuthEventFilter(req.filter);
+      const after = deps.pageTokens.decode(filter, req.pageToken);
+      const size = req.pageSize <= 0 ? DEFAULT_PAGE : Math.min(req.pageSize, MAX_PAGE);
+      const { sql, params } = toSql(
+        (p) => `
+          select id, type, time, user_id, client_address, user_agent, session_id, email,
+            to_char(time at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as time_us
+          from auth_events
+          where ${authEventFilterSql(filter, p)}
+            and ${after ? `(time, id) < (${p.add(after.time)}::timestamptz, ${p.add(after.id)}::uuid)` : "true"}
+          order by time desc, id desc
+          limit ${p.add(size + 1)}`,
+      );
+      const { rows } = await deps.pool.query<EventRow>(sql, params);
+      const page = rows.slice(0, size);
+      const last = page.at(-1);
+      return {
+        events: page.map((r) =>
+          create(AuthEventSchema, {
+            id: r.id,
+            type: ProtoType[r.type] ?? ProtoType.UNSPECIFIED,
+            time: timestampFromDate(r.time),
+            userId: r.user_id ?? "",
+            clientAddress: r.client_address ?? "",
+            userAgent: r.user_agent ?? "",
+            sessionId: r.session_id ?? "",
+            email: r.email ?? "",
+          }),
+        ),
+        nextPageToken:
+          rows.length > size && last ? deps.pageTokens.encode(filter, { time: last.time_us, id: last.id }) : "",
+      };
+    },
+  };
+}
