@@ -9,6 +9,7 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { authEvents, cleanUp as cleanUpAuthEvents } from "./scenarios/auth-events.ts";
 import { cleanUp as cleanUpFanout, fanout } from "./scenarios/fanout.ts";
 import { cleanUp as cleanUpGetUser, getUser, getUser1m } from "./scenarios/getuser.ts";
 import { cleanUp as cleanUpWritersScaling, writersScaling } from "./scenarios/writers-scaling.ts";
@@ -28,6 +29,7 @@ const scenarios: Record<string, Scenario> = {
   writes: { run: writes, cleanUp: cleanUpWrites },
   "writers-scaling": { run: writersScaling, cleanUp: cleanUpWritersScaling },
   fanout: { run: fanout, cleanUp: cleanUpFanout },
+  "auth-events": { run: authEvents, cleanUp: cleanUpAuthEvents },
 };
 
 const log = (line: string) => process.stderr.write(`bench: ${line}\n`);

@@ -323,6 +323,28 @@ describe("safety and shutdown", () => {
     expect(events.map((e) => e.sessionId).sort()).toEqual(logins.map((l) => sidOf(l.tokens?.accessToken ?? "")).sort());
   });
 
+  it("are pruned past AUDIT_RETENTION", async () => {
+    const c = await startTestServer({ DATABASE_URL: a.databaseUrl, PRUNE_INTERVAL: "300ms", AUDIT_RETENTION: "30d" });
+    try {
+      const ids = [randomUUID(), randomUUID()];
+      await query(
+        a.databaseUrl,
+        `insert into auth_events (id, type, time) values
+           ($1, 'LOGOUT', now() - interval '31 days'), ($2, 'LOGOUT', now() - interval '29 days')`,
+        ids,
+      );
+      const left = async () =>
+        (await query<{ id: string }>(a.databaseUrl, "select id from auth_events where id = any($1)", [ids])).map(
+          (r) => r.id,
+        );
+      const deadline = Date.now() + 10_000;
+      while ((await left()).length > 1 && Date.now() < deadline) await sleep(100);
+      expect(await left()).toEqual([ids[1]]);
+    } finally {
+      await c.close();
+    }
+  });
+
   it("holds no password, token, code or secret, in the table or in the logs", async () => {
     await asAdmin().auth.listAuthEvents({});
     await sleep(400);
