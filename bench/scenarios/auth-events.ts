@@ -1,12 +1,13 @@
 /**
  * Auth events (docs/adr/0023-auth-events.md): does recording them slow Login? The service as deployed (the
- * server bundle) with recording on, and the same with AUTH_EVENTS=false, each loaded in turn with a closed
- * loop of Logins over gRPC (connect-node, one HTTP/2 connection) from this process, the order flipped every
- * round; reported as ratios (on / off) of logins per second, p50, p99 and server CPU per login. A Login is
+ * server bundle) with recording on, and the same with AUTH_EVENTS=false, loaded side by side at the same time
+ * with a closed loop of Logins each over gRPC (connect-node, one HTTP/2 connection) from this process, so
+ * that both see the same machine (on a shared machine, loads taken in turn differ by tens of percent from
+ * other work alone); reported as ratios (on / off) of logins per second, p50, p99 and server CPU per login. A Login is
  * an argon2id verification (tens of ms), so the recorder's own cost is also measured in this process: the
  * µs one `record` takes on the request path, and the µs per event of writing batches (off the path).
  *
- * Environment (all optional): BENCH_DATABASE_URL, BENCH_DURATION (10 s per load), BENCH_ROUNDS (3),
+ * Environment (all optional): BENCH_DATABASE_URL, BENCH_DURATION (10 s per round), BENCH_ROUNDS (5),
  * BENCH_LOGIN_CONCURRENCY (8 logins in flight), BENCH_RECORDS (200000 events for the in-process part).
  */
 import { randomBytes, randomUUID } from "node:crypto";
@@ -35,6 +36,8 @@ export async function cleanUp(): Promise<void> {
 }
 
 interface Load {
+  /** The 1-minute load average when the load started (other work on the machine). */
+  loadAverage: number;
   perSecond: number;
   p50: number;
   p99: number;
@@ -58,6 +61,7 @@ async function loginLoad(
   const latencies: number[] = [];
   let failures = 0;
   let n = 0;
+  const loadAverage = loadavg()[0];
   const cpu0 = server.cpuSeconds();
   const end = performance.now() + ms;
   await Promise.all(
@@ -76,6 +80,7 @@ async function loginLoad(
   const cpu = server.cpuSeconds() - cpu0;
   latencies.sort((a, b) => a - b);
   return {
+    loadAverage,
     perSecond: (latencies.length / ms) * 1000,
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
@@ -114,7 +119,7 @@ async function recorderCost(databaseUrl: string, events: number) {
 /** The scenario: returns its markdown report. */
 export async function authEvents(): Promise<string> {
   const durationMs = num("BENCH_DURATION", 10) * 1000;
-  const rounds = num("BENCH_ROUNDS", 3);
+  const rounds = num("BENCH_ROUNDS", 5);
   const concurrency = num("BENCH_LOGIN_CONCURRENCY", 8);
   const records = num("BENCH_RECORDS", 200_000);
   const load = loadavg()[0];
@@ -171,21 +176,19 @@ export async function authEvents(): Promise<string> {
       Number((await client.query<{ n: string }>("select count(*) as n from auth_events")).rows[0].n);
     const results: { on: Load; off: Load; recorded: number }[] = [];
     for (let r = 0; r < rounds; r++) {
-      const round: Partial<{ on: Load; off: Load }> = {};
-      let recorded = 0;
-      for (const on of r % 2 === 0 ? [true, false] : [false, true]) {
-        log(`round ${r + 1}/${rounds}: recording ${on ? "on" : "off"}, ${concurrency} logins in flight`);
-        const s = await start(on);
-        const before = await count();
-        round[on ? "on" : "off"] = await loginLoad(s, accounts, concurrency, durationMs);
-        await stop(s);
-        // Every login of the load recorded (shutdown writes what is buffered), and none with recording off.
-        const delta = (await count()) - before;
-        if (on) recorded = delta;
-        else if (delta !== 0) throw new Error(`AUTH_EVENTS=false recorded ${delta} events`);
-      }
-      const { on, off } = round as { on: Load; off: Load };
-      if (recorded < on.logins) throw new Error(`${on.logins} logins but ${recorded} events recorded`);
+      log(`round ${r + 1}/${rounds}: recording on and off side by side, ${concurrency} logins in flight each`);
+      // Started in flipped order each round; loaded at the same time, so both see the same machine.
+      const [a, b] = r % 2 === 0 ? [await start(true), await start(false)] : [await start(false), await start(true)];
+      const [serverOn, serverOff] = r % 2 === 0 ? [a, b] : [b, a];
+      const before = await count();
+      const [on, off] = await Promise.all([
+        loginLoad(serverOn, accounts, concurrency, durationMs),
+        loginLoad(serverOff, accounts, concurrency, durationMs),
+      ]);
+      await Promise.all([stop(serverOn), stop(serverOff)]);
+      // Every login of the "on" server recorded (shutdown writes what is buffered), none of the "off" one.
+      const recorded = (await count()) - before;
+      if (recorded !== on.logins) throw new Error(`${on.logins} logins with recording on, ${recorded} events`);
       results.push({ on, off, recorded });
     }
     log(`recorder alone: ${records} events in this process`);
@@ -200,14 +203,20 @@ export async function authEvents(): Promise<string> {
         med((l) => l.cpuUsPerLogin, which),
         0,
       )} | ${results.reduce((n, x) => n + x[which].failures, 0)} |`;
+    const perRound = results.map(
+      (x, i) =>
+        `| ${i + 1} | ${f(x.on.perSecond)} / ${f(x.off.perSecond)} | ${f(x.on.perSecond / x.off.perSecond, 3)}x | ` +
+        `${f(x.on.cpuUsPerLogin / x.off.cpuUsPerLogin, 3)}x | ${f(x.on.loadAverage, 2)} |`,
+    );
+    const roundRatio = median(results.map((x) => x.on.perSecond / x.off.perSecond));
     const failures = results.reduce((n, x) => n + x.on.failures + x.off.failures, 0);
     if (failures > 0) throw new Error(`${failures} logins failed`);
     return [
       "## Auth events: Login with recording on and off",
       "",
       `Commit ${gitCommit()}, ${cpus()[0]?.model ?? "cpu"} x${availableParallelism()}, load average ${f(load, 2)} before the run; ` +
-        `${concurrency} logins in flight over gRPC, ${durationMs / 1000} s per load, median of ${rounds} rounds ` +
-        "(order flipped each round).",
+        `both servers loaded at the same time, ${concurrency} logins in flight each over gRPC, ${durationMs / 1000} s per round, ` +
+        `median of ${rounds} rounds (servers started afresh each round).`,
       "",
       "| recording | logins/s | p50 ms | p99 ms | server CPU µs/login | failures |",
       "| --- | ---: | ---: | ---: | ---: | ---: |",
@@ -229,6 +238,12 @@ export async function authEvents(): Promise<string> {
           3,
         )}x. ` +
         `Events recorded per round: ${results.map((x) => x.recorded).join(", ")} (every login).`,
+      "",
+      `Per round (the median of these logins/s ratios: ${f(roundRatio, 3)}x):`,
+      "",
+      "| round | logins/s on / off | ratio | CPU per login ratio | load average at start |",
+      "| ---: | ---: | ---: | ---: | ---: |",
+      ...perRound,
       "",
       `The recorder alone (${records} events, this process): \`record\` ${f(cost.recordUs, 2)} µs per event on the ` +
         `request path; writing them in batches of 500 ${f(cost.writeUs, 2)} µs per event, off the path.`,
