@@ -14,6 +14,7 @@ import { adminToken, createMember, type Member, uniqueEmail } from "../helpers/a
 import { clients, failure } from "../helpers/clients.ts";
 import { query } from "../helpers/database.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
+import { parsePrometheusText, sampleKey } from "../ops/prometheus-text.ts";
 import { authOf, loginFrom, sidOf } from "./session-helpers.ts";
 
 let a: TestServer;
@@ -136,6 +137,22 @@ describe("recording", () => {
       "LOGIN_SUCCEEDED",
     ]);
     expect(events[1]).toMatchObject({ userId: m.user.id, email: m.email });
+  });
+
+  it("records ACCOUNT_LOCKED when a 5th wrong current password in ChangePassword locks the email", async () => {
+    const m = await member("ev-lock-change");
+    for (let i = 0; i < 5; i++) {
+      const f = await failure(
+        authOf(a, m.token).changePassword({
+          currentPassword: keep(`wrong-${i}-${randomUUID()}`),
+          newPassword: keep(`n-${randomUUID()}`),
+        }),
+      );
+      expect(f.reason).toBe("INVALID_CREDENTIALS");
+    }
+    const [locked] = await waitFor(`${ofUser(m.user.id)} AND type = AUTH_EVENT_TYPE_ACCOUNT_LOCKED`, 1);
+    expect(locked).toMatchObject({ userId: m.user.id, email: m.email, clientAddress: "127.0.0.1" });
+    expect((await failure(authOf(a).login({ email: m.email, password: m.password }))).reason).toBe("ACCOUNT_LOCKED");
   });
 
   it("records LOGOUT, TOKEN_REFRESHED and REFRESH_REUSE_DETECTED with their session", async () => {
@@ -321,6 +338,17 @@ describe("safety and shutdown", () => {
     expect(events).toHaveLength(3);
     for (const e of events) expect(e.clientAddress).toBe("203.0.113.9");
     expect(events.map((e) => e.sessionId).sort()).toEqual(logins.map((l) => sidOf(l.tokens?.accessToken ?? "")).sort());
+  });
+
+  it("counts what it wrote by type on /metrics, and shows the drop counter at zero", async () => {
+    await waitFor("type = AUTH_EVENT_TYPE_LOGIN_SUCCEEDED", 1);
+    const samples = parsePrometheusText(await (await fetch(`${a.url}/metrics`)).text());
+    expect(samples.get(sampleKey("auth_events_recorded_total", { type: "login_succeeded" }))).toBeGreaterThan(0);
+    expect(samples.get(sampleKey("auth_events_recorded_total", { type: "api_key_deleted" }))).toBeGreaterThanOrEqual(0);
+    for (const why of ["full", "refused", "closed"]) {
+      expect(samples.get(sampleKey("auth_events_dropped_total", { why }))).toBe(0);
+    }
+    expect(samples.get(sampleKey("auth_events_buffered"))).toBeGreaterThanOrEqual(0);
   });
 
   it("are pruned past AUDIT_RETENTION", async () => {
