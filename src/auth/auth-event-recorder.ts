@@ -55,7 +55,7 @@ export interface AuthEventRecorder {
   flush(): Promise<void>;
   /** Events waiting to be written. */
   buffered(): number;
-  /** Stops the timer and writes what is left (a few tries), then drops what could not be written. */
+  /** Stops the timer and writes what is left (trying for a few seconds), then drops what could not be written. */
   close(): Promise<void>;
 }
 
@@ -256,7 +256,10 @@ export function createAuthEventRecorder(opts: RecorderOptions): AuthEventRecorde
     async close() {
       closed = true;
       clearInterval(timer);
-      for (let attempt = 0; attempt < 3 && (buffer.length > 0 || writing); attempt++) {
+      // Tries for up to 4 s (a try that is under way when it ends still finishes: the pool gives up on a
+      // connection after 5 s), inside the release step's 10 s.
+      const deadline = Date.now() + 4000;
+      for (let first = true; (first || Date.now() < deadline) && (buffer.length > 0 || writing); first = false) {
         if (writing) await writing;
         await flush();
         if (buffer.length > 0) await new Promise((r) => setTimeout(r, 250));
