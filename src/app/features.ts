@@ -41,6 +41,8 @@ import type { TokenVerifier } from "../interceptors/auth.ts";
 import type { Metrics } from "../ops/metrics.ts";
 import { configurePasswordHashing, hashQueueLength } from "../passwords/passwords.ts";
 import { ensureAdmin } from "../users/admin-bootstrap.ts";
+import { createListUserChanges } from "../users/history/history.service.ts";
+import { createHistoryPageTokens } from "../users/history/history-page-token.ts";
 import { createPageTokenCodec } from "../users/list/index.ts";
 import { createPgUserStore } from "../users/pg/pg-user-store.ts";
 import { createUserService } from "../users/user.service.ts";
@@ -208,6 +210,11 @@ export async function startFeatures(
             standing: (caller) => standingOf(caller, standing),
             heartbeatMs: config.watchHeartbeatMs,
             maxBacklog: config.watchMaxBacklog,
+          }),
+          // ListUserChanges: the change log as history (docs/adr/0022).
+          history: createListUserChanges({
+            pool,
+            pageTokens: createHistoryPageTokens(derivedKey("user-change-page-tokens")),
           }),
         }),
         ...sessionHandlers.user,

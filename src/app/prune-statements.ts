@@ -4,7 +4,7 @@
  * a row updated meanwhile (a login failure counted again) has a new version, which is left alone.
  */
 import { MAX_CODE_ATTEMPTS } from "../auth/one-time-codes.ts";
-import { changeLogPrune } from "../changes/change-pruner.ts";
+import { changeLogStatements } from "../changes/change-pruner.ts";
 import type { PruneStatement } from "../ops/pruner.ts";
 
 /** Deletes at most $1 rows of `table` matching `where`, in one statement. */
@@ -22,8 +22,9 @@ export const IDEMPOTENCY_KEY_TTL = "24 hours";
 /** Every prune statement of the service. */
 export function pruneStatements(opts: { changeLogRetentionMs: number; auditRetentionMs: number }): PruneStatement[] {
   return [
-    // The change log past CHANGE_LOG_RETENTION (resume tokens below it are RESUME_TOKEN_EXPIRED).
-    changeLogPrune(opts.changeLogRetentionMs),
+    // The change log: past CHANGE_LOG_RETENTION resume tokens are RESUME_TOKEN_EXPIRED and `previous` is
+    // dropped; past AUDIT_RETENTION (history) the row is deleted (docs/adr/0022).
+    ...changeLogStatements(opts),
     // A refresh token past its expiry can never be used again; a day's margin keeps a replayed one recognised
     // (and its family revoked) for a while after it ends.
     batchOf("refresh_tokens", "expire_time < now() - interval '1 day'"),

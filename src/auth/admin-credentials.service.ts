@@ -9,6 +9,7 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import type { UserService } from "../../gen/user/v1/user_service_pb.js";
 import { assertStrongPassword } from "../passwords/password-policy.ts";
 import { hashPassword } from "../passwords/passwords.ts";
+import { actorOf } from "../rpc/actor.ts";
 import { invalidArgument, ServiceError } from "../rpc/errors.ts";
 import { toProtoUser } from "../users/user.message.ts";
 import type { User } from "../users/user.ts";
@@ -50,7 +51,7 @@ export function createAdminCredentials(deps: {
       // As in CreateUser: nothing is counted before, so a full hashing queue is RATE_LIMITED and nothing changes.
       const hash = await hashPassword(req.password);
       // Revokes every session and access token of the user in the same statement (UserStore.setPassword).
-      const updated = await users.setPassword(user.id, hash, req.changeRequired);
+      const updated = await users.setPassword(user.id, hash, req.changeRequired, actorOf(ctx));
       events.record("PASSWORD_CHANGED", ctx, { userId: user.id });
       return { user: toProtoUser(updated) };
     },

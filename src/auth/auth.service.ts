@@ -14,6 +14,7 @@ import {
   verifyAgainstDummy,
   verifyPassword,
 } from "../passwords/passwords.ts";
+import { actorOf } from "../rpc/actor.ts";
 import { kCaller, kClientAddress } from "../rpc/context.ts";
 import { ServiceError } from "../rpc/errors.ts";
 import { toProtoUser } from "../users/user.message.ts";
@@ -76,13 +77,18 @@ export function createAuthService(deps: AuthServiceDeps): Partial<ServiceImpl<ty
     async signUp(req, ctx) {
       if (!deps.allowSignup) throw new ServiceError("SIGNUP_DISABLED", "sign-up is disabled on this service");
       assertStrongPassword(req.password, { email: req.email, field: "password" });
-      const user = await users.create({
-        email: req.email,
-        displayName: req.displayName,
-        role: "user",
-        labels: {},
-        passwordHash: await hashPassword(req.password),
-      });
+      // No caller: the actor is the user signing up.
+      const user = await users.create(
+        {
+          email: req.email,
+          displayName: req.displayName,
+          role: "user",
+          labels: {},
+          passwordHash: await hashPassword(req.password),
+        },
+        undefined,
+        actorOf(ctx),
+      );
       return { user: toProtoUser(user), tokens: tokens(user, await sessions.start(user.id, clientOf(ctx))) };
     },
 
@@ -182,7 +188,7 @@ export function createAuthService(deps: AuthServiceDeps): Partial<ServiceImpl<ty
       const hash = await hashPassword(req.newPassword, { wait: true });
       // Revokes, in the same transaction, every session of the user and every access token issued before now
       // (users.setPassword); the new session below is started after it.
-      const updated = await users.setPassword(user.id, hash);
+      const updated = await users.setPassword(user.id, hash, false, actorOf(ctx));
       events.record("PASSWORD_CHANGED", ctx, { userId: user.id, sessionId: ctx.values.get(kCaller)?.sessionId });
       return { tokens: tokens(updated, await sessions.start(updated.id, clientOf(ctx))) };
     },

@@ -12,6 +12,7 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import type { AuthService } from "../../gen/auth/v1/auth_service_pb.js";
 import { assertStrongPassword } from "../passwords/password-policy.ts";
 import { hashPassword, reserveHashSlot } from "../passwords/passwords.ts";
+import { actorOf } from "../rpc/actor.ts";
 import { ServiceError } from "../rpc/errors.ts";
 import { toProtoUser } from "../users/user.message.ts";
 import type { User } from "../users/user.ts";
@@ -48,6 +49,7 @@ export function createCodeRedemption(deps: {
   const { users, codes, lockout, events } = deps;
 
   return {
+    // Public methods: the actor is the user the code was issued to (actorOf: no caller, `self`).
     async resetPassword(req, ctx) {
       // The same for every email (it compares with the one given, which is the account's when the code fits).
       assertStrongPassword(req.newPassword, { email: req.email, field: "new_password" });
@@ -62,7 +64,7 @@ export function createCodeRedemption(deps: {
         const hash = await hashPassword(req.newPassword, { slot });
         // Revokes every session and access token of the user, and lifts password_change_required.
         const id = user.id;
-        await afterCode(() => users.setPassword(id, hash, false));
+        await afterCode(() => users.setPassword(id, hash, false, actorOf(ctx)));
       } finally {
         slot.release();
       }
@@ -72,10 +74,10 @@ export function createCodeRedemption(deps: {
       return {};
     },
 
-    async verifyEmail(req) {
+    async verifyEmail(req, ctx) {
       const user = await users.findByEmailWithHash(req.email);
       if (!(await codes.use(user, "email_verification", req.code)) || !user) throw invalidCode();
-      return { user: toProtoUser(await afterCode(() => users.verifyEmail(user.id, user.email))) };
+      return { user: toProtoUser(await afterCode(() => users.verifyEmail(user.id, user.email, actorOf(ctx)))) };
     },
   };
 }

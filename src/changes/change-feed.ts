@@ -28,15 +28,49 @@ export interface ChangeEvent {
   /** The user before the change; null for a creation. */
   previous: UserSnapshot | null;
   revokeBefore: Date | null;
+  /** Who made it; null on rows logged before actors were recorded. */
+  actor: RecordedActor | null;
+}
+
+/** An actor as the change log records it (docs/adr/0022). */
+export interface RecordedActor {
+  kind: "user" | "api_key" | "system";
+  userId: string | null;
+  apiKeyId: string | null;
+  clientAddress: string | null;
+  requestId: string | null;
+}
+
+/** The change log's actor columns, as selected by the readers of the log. */
+export const ACTOR_COLUMNS = "actor_kind, actor_user_id, actor_api_key_id, actor_client_address, actor_request_id";
+
+/** The actor of a row selected with ACTOR_COLUMNS. */
+export function actorOfRow(r: ActorRow): RecordedActor | null {
+  if (!r.actor_kind) return null;
+  return {
+    kind: r.actor_kind,
+    userId: r.actor_user_id,
+    apiKeyId: r.actor_api_key_id,
+    clientAddress: r.actor_client_address,
+    requestId: r.actor_request_id,
+  };
+}
+
+export interface ActorRow {
+  actor_kind: RecordedActor["kind"] | null;
+  actor_user_id: string | null;
+  actor_api_key_id: string | null;
+  actor_client_address: string | null;
+  actor_request_id: string | null;
 }
 
 /** Receives batches of events in commit order. */
 export type ChangeListener = (events: readonly ChangeEvent[]) => void;
 
-const selectSince = `select seq, id, user_id, type, change_time, snapshot, previous, revoke_before
+const selectSince = `select seq, id, user_id, type, change_time, snapshot, previous, revoke_before, ${ACTOR_COLUMNS}
   from user_changes where seq > $1 order by seq limit $2`;
 
-type Row = {
+type Row = ActorRow & {
   seq: string;
   id: string;
   user_id: string;
@@ -57,6 +91,7 @@ function toEvent(r: Row): ChangeEvent {
     snapshot: r.snapshot,
     previous: r.previous,
     revokeBefore: r.revoke_before,
+    actor: actorOfRow(r),
   };
 }
 

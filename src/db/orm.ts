@@ -19,6 +19,7 @@ import { Migration20261206100000 } from "./migrations/Migration20261206100000.ts
 import { Migration20261206110000 } from "./migrations/Migration20261206110000.ts";
 import { Migration20261206120000 } from "./migrations/Migration20261206120000.ts";
 import { Migration20261206130000 } from "./migrations/Migration20261206130000.ts";
+import { Migration20261206140000 } from "./migrations/Migration20261206140000.ts";
 import { Migration20261206150000 } from "./migrations/Migration20261206150000.ts";
 
 /** The ORM type used across the service. */
@@ -38,6 +39,7 @@ const migrations = [
   { name: "Migration20261206110000", class: Migration20261206110000 },
   { name: "Migration20261206120000", class: Migration20261206120000 },
   { name: "Migration20261206130000", class: Migration20261206130000 },
+  { name: "Migration20261206140000", class: Migration20261206140000 },
   { name: "Migration20261206150000", class: Migration20261206150000 },
 ];
 

@@ -180,20 +180,22 @@ export function withUserCache(store: UserStore, opts: UserCacheOptions): CachedU
       return slot >= 0 ? columns.status(slot) : statusOf(await load(id));
     },
 
-    create: async (input, idempotency) => written(await store.create(input, idempotency)),
-    update: async (id, patch, etag) => written(await store.update(id, patch, etag, seen(id))),
-    delete: async (id, etag) => written(await store.delete(id, etag, seen(id))),
-    undelete: async (id) => written(await store.undelete(id)),
-    setPassword: async (id, passwordHash, changeRequired) =>
-      written(await store.setPassword(id, passwordHash, changeRequired)),
-    verifyEmail: async (id, email) => written(await store.verifyEmail(id, email)),
+    create: async (input, idempotency, actor) => written(await store.create(input, idempotency, actor)),
+    // A `seen` given by the caller wins over the cached copy.
+    update: async (id, patch, etag, given, actor) =>
+      written(await store.update(id, patch, etag, given ?? seen(id), actor)),
+    delete: async (id, etag, given, actor) => written(await store.delete(id, etag, given ?? seen(id), actor)),
+    undelete: async (id, actor) => written(await store.undelete(id, actor)),
+    setPassword: async (id, passwordHash, changeRequired, actor) =>
+      written(await store.setPassword(id, passwordHash, changeRequired, actor)),
+    verifyEmail: async (id, email, actor) => written(await store.verifyEmail(id, email, actor)),
 
     findByIds: (ids) => store.findByIds(ids),
     list: (query) => store.list(query),
     stream: (query, signal) => store.stream(query, signal),
     snapshot: (filter) => store.snapshot(filter),
     hasAdmin: () => store.hasAdmin(),
-    importBatch: (users) => store.importBatch(users),
+    importBatch: (users, actor) => store.importBatch(users, actor),
     lockStatus: (tx, id) => store.lockStatus(tx, id),
     findByEmailWithHash: (email) => store.findByEmailWithHash(email),
     findByIdWithHash: (id) => store.findByIdWithHash(id),

@@ -17,6 +17,7 @@ import {
 } from "../../gen/user/v1/user_service_pb.js";
 import { weakPasswordProblem } from "../passwords/password-policy.ts";
 import { hashPasswords, hashProblem } from "../passwords/passwords.ts";
+import type { Actor } from "../rpc/actor.ts";
 import { toFieldViolations } from "../rpc/errors.ts";
 import { stringViolations } from "../rpc/strings.ts";
 import { roleFromProto } from "./user.message.ts";
@@ -68,7 +69,7 @@ function problemOf(req: ImportUsersRequest, validator: Validator): string | unde
 /** Runs an import over a request stream; returns the counts and failures for the response. */
 export async function importUsers(
   requests: AsyncIterable<ImportUsersRequest>,
-  deps: { users: Pick<UserStore, "importBatch">; validator: Validator },
+  deps: { users: Pick<UserStore, "importBatch">; validator: Validator; actor?: Actor },
 ): Promise<{ createdCount: number; skippedCount: number; failures: Omit<ImportFailure, "$typeName">[] }> {
   let createdCount = 0;
   let skippedCount = 0;
@@ -80,7 +81,7 @@ export async function importUsers(
     const hashes = await hashPasswords(pending.flatMap((p) => (p.password === undefined ? [] : [p.password])));
     let h = 0;
     const rows = pending.map((p) => (p.password === undefined ? p.row : { ...p.row, passwordHash: hashes[h++] }));
-    const created = await deps.users.importBatch(rows);
+    const created = await deps.users.importBatch(rows, deps.actor);
     createdCount += created.size;
     skippedCount += rows.length - created.size;
   };

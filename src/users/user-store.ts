@@ -6,9 +6,11 @@
  * Writes are the resource's transitions (create, update, delete, undelete, a new password). Each commits in
  * one transaction the user's row with its version bumped, the change's event in the change log and, when the
  * user's tokens die (suspension, deletion, password change), the end of every session of the user (the
- * `RevokeSessionsSql` the implementation is given, from the session repository).
+ * `RevokeSessionsSql` the implementation is given, from the session repository). Every write takes an
+ * optional `actor` (../rpc/actor.ts), recorded with its change; none is the system (docs/adr/0022).
  */
 import type { EntityManager } from "@mikro-orm/postgresql";
+import type { Actor } from "../rpc/actor.ts";
 import type { Cursor, Filter, PageRequest } from "./list/index.ts";
 import type { NewUser, RoleName, User, UserPatch, UserStatus, UserWithHash } from "./user.ts";
 
@@ -91,12 +93,12 @@ export interface UserCredentials {
    * session it had. `changeRequired` (an admin's SetPassword) restricts its new tokens until it changes the
    * password itself; otherwise the restriction is lifted. A service account has no password: INVALID_ARGUMENT.
    */
-  setPassword(id: string, passwordHash: string, changeRequired?: boolean): Promise<User>;
+  setPassword(id: string, passwordHash: string, changeRequired?: boolean, actor?: Actor): Promise<User>;
   /**
    * Marks the email of a user that is not deleted verified, if it is still `email` (any case); throws
    * USER_NOT_FOUND otherwise (the address the code was sent to is not the user's any more).
    */
-  verifyEmail(id: string, email: string): Promise<User>;
+  verifyEmail(id: string, email: string, actor?: Actor): Promise<User>;
 }
 
 /** The users. Writes throw ServiceError USER_NOT_FOUND, EMAIL_TAKEN or ETAG_MISMATCH. */
@@ -120,17 +122,17 @@ export interface UserStore extends UserCredentials {
   /** True when at least one admin that is not deleted exists. */
   hasAdmin(): Promise<boolean>;
   /** Creates a user (active, version 1). With `idempotency`, a retry returns the first one's user. */
-  create(input: NewUser, idempotency?: IdempotencyKey): Promise<User>;
+  create(input: NewUser, idempotency?: IdempotencyKey, actor?: Actor): Promise<User>;
   /**
    * Updates a user that is not deleted; `etag` ("" for any) must be its current one. `seen` is the user as a
    * cache holds it: the store may write from it instead of reading the user first. The write changes the row
    * only at `seen`'s version, so a stale copy costs a read and a retry, never a lost update or a wrong error.
    */
-  update(id: string, patch: UserPatch, etag: string, seen?: User): Promise<User>;
+  update(id: string, patch: UserPatch, etag: string, seen?: User, actor?: Actor): Promise<User>;
   /** Soft-deletes a user that is not deleted; `etag` ("" for any) must be its current one. `seen` as for update. */
-  delete(id: string, etag: string, seen?: User): Promise<User>;
+  delete(id: string, etag: string, seen?: User, actor?: Actor): Promise<User>;
   /** Restores a soft-deleted user; a user that is not deleted is returned as it is. */
-  undelete(id: string): Promise<User>;
+  undelete(id: string, actor?: Actor): Promise<User>;
   /** Inserts a batch of new users in one transaction, skipping emails already taken; returns the ids created. */
-  importBatch(users: readonly ImportedUser[]): Promise<Set<string>>;
+  importBatch(users: readonly ImportedUser[], actor?: Actor): Promise<Set<string>>;
 }

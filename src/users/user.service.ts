@@ -10,8 +10,10 @@ import { Role, type User as UserMessage, UserState } from "../../gen/user/v1/use
 import type { UserService } from "../../gen/user/v1/user_service_pb.js";
 import { assertStrongPassword } from "../passwords/password-policy.ts";
 import { hashPassword } from "../passwords/passwords.ts";
+import { actorOf } from "../rpc/actor.ts";
 import { type Caller, kCaller } from "../rpc/context.ts";
 import { type FieldViolation, invalidArgument, ServiceError } from "../rpc/errors.ts";
+import type { createListUserChanges } from "./history/history.service.ts";
 import { type PageTokenCodec, parseFilter, parseOrderBy } from "./list/index.ts";
 import { kindFromProto, roleFromProto, settableStateFromProto, toProtoUser } from "./user.message.ts";
 import type { User, UserPatch } from "./user.ts";
@@ -88,11 +90,13 @@ export function createUserService(deps: {
   users: UserStore;
   pageTokens: PageTokenCodec;
   watch: ReturnType<typeof createWatchUsers>;
+  history: ReturnType<typeof createListUserChanges>;
   validator: Validator;
 }): Partial<ServiceImpl<typeof UserService>> {
   const { users, pageTokens } = deps;
   return {
     watchUsers: deps.watch,
+    listUserChanges: deps.history,
 
     async listUsers(req) {
       const request = {
@@ -123,8 +127,8 @@ export function createUserService(deps: {
       }
     },
 
-    async importUsers(requests) {
-      return importUsers(requests, deps);
+    async importUsers(requests, ctx) {
+      return importUsers(requests, { ...deps, actor: actorOf(ctx) });
     },
 
     async createUser(req, ctx) {
@@ -151,6 +155,7 @@ export function createUserService(deps: {
           passwordHash: req.password !== undefined ? await hashPassword(req.password) : null,
         },
         req.requestId ? { callerId: caller.userId, requestId: req.requestId } : undefined,
+        actorOf(ctx),
       );
       return { user: toProtoUser(user) };
     },
@@ -180,21 +185,21 @@ export function createUserService(deps: {
 
     // Who may change which fields is the proto's declaration (ADMIN_OR_SELF with self_updatable_fields),
     // enforced by the auth interceptor before this runs.
-    async updateUser(req) {
+    async updateUser(req, ctx) {
       const u = req.user;
       if (!u || !req.updateMask) throw invalidArgument([{ field: "update_mask", description: "is required" }]);
       if (!uuid.test(u.id)) throw invalidArgument([{ field: "user.id", description: "must be a user id (UUID)" }]);
       const paths = maskPaths(req.updateMask.paths);
       requiredForUpdate(u, paths);
-      return { user: toProtoUser(await users.update(u.id, patchOf(u, paths), u.etag)) };
+      return { user: toProtoUser(await users.update(u.id, patchOf(u, paths), u.etag, undefined, actorOf(ctx))) };
     },
 
-    async deleteUser(req) {
-      return { user: toProtoUser(await users.delete(req.userId, req.etag)) };
+    async deleteUser(req, ctx) {
+      return { user: toProtoUser(await users.delete(req.userId, req.etag, undefined, actorOf(ctx))) };
     },
 
-    async undeleteUser(req) {
-      return { user: toProtoUser(await users.undelete(req.userId)) };
+    async undeleteUser(req, ctx) {
+      return { user: toProtoUser(await users.undelete(req.userId, actorOf(ctx))) };
     },
   };
 }

@@ -80,8 +80,9 @@ describe("the pruner", () => {
     await sql(
       "insert into login_failures (email_key, attempts, locked_until, update_time) values ('locked@example.com', 5, now() + interval '1 hour', now() - interval '2 hours')",
     );
-    // The change log: the admin's creation, moved past the 7-day retention.
-    await sql("update user_changes set change_time = now() - interval '8 days'");
+    // The change log: the admin's creation, moved past AUDIT_RETENTION (90 days; within it only WatchUsers'
+    // horizon moves: test/users/history.test.ts).
+    await sql("update user_changes set change_time = now() - interval '91 days'");
     const [{ seq }] = await sql<{ seq: string }>("select max(seq) as seq from user_changes");
 
     await until(async () => {

@@ -6,9 +6,11 @@
  */
 import type pg from "pg";
 import { sequenceChanges } from "../../changes/change-log.ts";
+import type { Actor } from "../../rpc/actor.ts";
 import { snapshotOf } from "../user.snapshot.ts";
 import { newUser } from "../user.ts";
 import type { ImportedUser } from "../user-store.ts";
+import { actorValues } from "./user-writes.ts";
 
 const insertUsers = `
   insert into users (id, email, display_name, role, state, labels, password_hash, version, create_time, update_time)
@@ -20,13 +22,18 @@ const insertUsers = `
 
 // Seqs are assigned after the commit, in insertion (id) order, by the change log's sequencer.
 const insertChanges = `
-  insert into user_changes (user_id, type, snapshot)
-  select s.id, 'created', s.snapshot
+  insert into user_changes (user_id, type, snapshot, actor_kind, actor_user_id, actor_api_key_id,
+    actor_client_address, actor_request_id, changed_fields)
+  select s.id, 'created', s.snapshot, $3, $4::uuid, $5::uuid, $6, $7, $8::text[]
   from unnest($1::uuid[], $2::jsonb[]) with ordinality as s(id, snapshot, n)
   order by s.n`;
 
 /** Inserts a batch; returns the ids created (the others were skipped as already present). */
-export async function insertImportBatch(pool: pg.Pool, rows: readonly ImportedUser[]): Promise<Set<string>> {
+export async function insertImportBatch(
+  pool: pg.Pool,
+  rows: readonly ImportedUser[],
+  actor?: Actor,
+): Promise<Set<string>> {
   const client = await pool.connect();
   let committed: Set<string>;
   try {
@@ -44,8 +51,10 @@ export async function insertImportBatch(pool: pg.Pool, rows: readonly ImportedUs
     const created = new Set(res.rows.map((r) => r.id));
     if (created.size > 0) {
       const made = rows.filter((r) => created.has(r.id));
-      const snapshots = made.map((r) => JSON.stringify(snapshotOf(newUser(r.id, r, now))));
-      await client.query(insertChanges, [made.map((r) => r.id), snapshots]);
+      const users = made.map((r) => snapshotOf(newUser(r.id, r, now)));
+      // The same actor and changed fields (every field: creations) for the whole batch.
+      const who = actorValues(actor, "", null, users[0]);
+      await client.query(insertChanges, [made.map((r) => r.id), users.map((u) => JSON.stringify(u)), ...who]);
     }
     await client.query("commit");
     committed = created;

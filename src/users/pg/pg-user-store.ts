@@ -37,26 +37,31 @@ export function createPgUserStore(deps: { pool: pg.Pool; revokeSessions: RevokeS
       return statusOf(await reads.findById(id));
     },
 
-    update: (id, patch, etag, seen) =>
+    update: (id, patch, etag, seen, actor) =>
       writes.transition(
         id,
-        { type: "updated", check: liveWithEtag(id, etag), apply: (user, now) => applyPatch(user, patch, now) },
+        { type: "updated", check: liveWithEtag(id, etag), apply: (user, now) => applyPatch(user, patch, now), actor },
         seen,
       ),
 
-    delete: (id, etag, seen) =>
-      writes.transition(id, { type: "deleted", check: liveWithEtag(id, etag), apply: markDeleted }, seen),
+    delete: (id, etag, seen, actor) =>
+      writes.transition(id, { type: "deleted", check: liveWithEtag(id, etag), apply: markDeleted, actor }, seen),
 
-    undelete: (id) =>
-      writes.transition(id, { type: "undeleted", unchanged: (user) => user.state !== "deleted", apply: markUndeleted }),
+    undelete: (id, actor) =>
+      writes.transition(id, {
+        type: "undeleted",
+        unchanged: (user) => user.state !== "deleted",
+        apply: markUndeleted,
+        actor,
+      }),
 
-    importBatch: (users) => insertImportBatch(deps.pool, users),
+    importBatch: (users, actor) => insertImportBatch(deps.pool, users, actor),
 
     lockStatus: writes.lockStatus,
     findByEmailWithHash: writes.findByEmailWithHash,
     findByIdWithHash: writes.findByIdWithHash,
     replaceHash: writes.replaceHash,
-    setPassword: (id, passwordHash, changeRequired = false) =>
+    setPassword: (id, passwordHash, changeRequired = false, actor) =>
       writes.transition(id, {
         type: "updated",
         check: (user) => {
@@ -69,9 +74,10 @@ export function createPgUserStore(deps: { pool: pg.Pool; revokeSessions: RevokeS
         },
         apply: (user, now) => markPasswordChanged(user, now, changeRequired),
         passwordHash,
+        actor,
       }),
 
-    verifyEmail: (id, email) =>
+    verifyEmail: (id, email, actor) =>
       writes.transition(id, {
         type: "updated",
         check: (user) => {
@@ -80,6 +86,7 @@ export function createPgUserStore(deps: { pool: pg.Pool; revokeSessions: RevokeS
         },
         unchanged: (user) => user.emailVerified,
         apply: markEmailVerified,
+        actor,
       }),
   };
 }

@@ -21,21 +21,37 @@ export interface Statement {
 const SET = `email = $3, display_name = $4, role = $5, state = $6, labels = $7::jsonb, version = $8,
     update_time = $9, delete_time = $10, tokens_valid_after = $11, email_verified = $12, password_change_required = $13`;
 
-/** The change-log append of the row the CTE `from` returned (seq stays null: the commit trigger sets it). */
-const appendFrom = (from: string, type: string, snapshot: string, previous: string, revokeBefore: string) =>
-  `insert into user_changes (user_id, type, snapshot, previous, revoke_before)
-    select id, ${type}, ${snapshot}::jsonb, ${previous}::jsonb, ${revokeBefore} from ${from}`;
+/**
+ * The change-log append of the row the CTE `from` returned (seq stays null: the sequencer sets it), with its
+ * actor and changed fields starting at parameter `$actor` (ACTOR_PARAMS: kind, user id, API key id, client
+ * address, request id, changed fields).
+ */
+const appendFrom = (
+  from: string,
+  type: string,
+  snapshot: string,
+  previous: string,
+  revokeBefore: string,
+  actor: number,
+) =>
+  `insert into user_changes (user_id, type, snapshot, previous, revoke_before, actor_kind, actor_user_id,
+      actor_api_key_id, actor_client_address, actor_request_id, changed_fields)
+    select id, ${type}, ${snapshot}::jsonb, ${previous}::jsonb, ${revokeBefore}, $${actor}, $${actor + 1}::uuid,
+      $${actor + 2}::uuid, $${actor + 3}, $${actor + 4}, $${actor + 5}::text[] from ${from}`;
+
+/** How many parameters the actor and changed fields take (see `actorValues` in ./user-writes.ts). */
+export const ACTOR_PARAMS = 6;
 
 /**
  * A transition of one user. Parameters: $1 id, $2 the version read, $3-$13 the user after the change (SET),
- * $14 change type, $15 snapshot, $16 previous snapshot, $17 revoke_before, then $18 the password hash when
- * `hash`. One row (`changed`) when the row was written, none when its version moved on (or it is gone).
+ * $14 change type, $15 snapshot, $16 previous snapshot, $17 revoke_before, $18-$23 the actor and changed
+ * fields, then $24 the password hash when `hash`. One row (`changed`) when the row was written, none when its version moved on (or it is gone).
  */
 export function transitionStatement(opts: { hash: boolean; revoke: RevokeSessionsSql | null }): Statement {
   const ctes = [
-    `upd as (update users set ${SET}${opts.hash ? ", password_hash = $18" : ""}
+    `upd as (update users set ${SET}${opts.hash ? ", password_hash = $24" : ""}
     where id = $1 and version = $2 returning id)`,
-    `chg as (${appendFrom("upd", "$14", "$15", "$16", "$17")})`,
+    `chg as (${appendFrom("upd", "$14", "$15", "$16", "$17", 18)})`,
   ];
   if (opts.revoke) ctes.push(`rev as (${opts.revoke("upd", "$9")})`);
   return {
@@ -49,13 +65,13 @@ const INSERT_USER = `insert into users (id, email, display_name, role, state, la
 const NEW_USER = "$1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13";
 
 /**
- * A creation. Parameters: $1-$13 the row (INSERT_USER's columns), $14 its snapshot; with `idempotent`, $15
- * caller id and $16 request id. With a key, the user is inserted only when this statement claims the key
+ * A creation. Parameters: $1-$13 the row (INSERT_USER's columns), $14 its snapshot, $15-$20 the actor and
+ * changed fields; with `idempotent`, $21 caller id and $22 request id. With a key, the user is inserted only when this statement claims the key
  * (`on conflict do nothing` waits for a concurrent claim of the same key to commit or roll back); a failed
  * insert (email taken) rolls the claim back with it. One row (`created`) when the user was inserted.
  */
 export function createStatement(idempotent: boolean): Statement {
-  const append = appendFrom("ins", "'created'", "$14", "null", "null");
+  const append = appendFrom("ins", "'created'", "$14", "null", "null", 15);
   if (!idempotent) {
     return {
       name: "user-create",
@@ -66,7 +82,7 @@ select 1 as created from ins`,
   }
   return {
     name: "user-create-idempotent",
-    text: `with claim as (insert into idempotency_keys (caller_id, request_id, user_id) values ($15, $16, $1)
+    text: `with claim as (insert into idempotency_keys (caller_id, request_id, user_id) values ($21, $22, $1)
     on conflict do nothing returning user_id),
   ins as (${INSERT_USER} select ${NEW_USER} from claim returning id),
   chg as (${append})

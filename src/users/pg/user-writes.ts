@@ -13,12 +13,13 @@
 import { randomUUID } from "node:crypto";
 import { LockMode } from "@mikro-orm/core";
 import type pg from "pg";
-import type { ChangeType } from "../../changes/change-log.ts";
+import type { ChangeType, UserSnapshot } from "../../changes/change-log.ts";
 import { sqlStateOf } from "../../db/errors.ts";
+import { type Actor, SYSTEM_ACTOR } from "../../rpc/actor.ts";
 import { ServiceError } from "../../rpc/errors.ts";
 import { UserEntity } from "../user.entity.ts";
 import { type UserRecord, userFromRecord } from "../user.record.ts";
-import { snapshotOf } from "../user.snapshot.ts";
+import { changedFields, snapshotOf } from "../user.snapshot.ts";
 import { etagOf, type NewUser, newUser, type User, type UserStatus, type UserWithHash } from "../user.ts";
 import type { IdempotencyKey, RevokeSessionsSql, StoreTransaction } from "../user-store.ts";
 import {
@@ -62,6 +63,8 @@ export interface Transition {
   apply: (user: User, now: Date) => void;
   /** A new password hash to store with it. */
   passwordHash?: string;
+  /** Who makes it (none: the system). */
+  actor?: Actor;
 }
 
 /** Throws unless the user is not deleted and `etag` ("" for any) is its current one. */
@@ -75,6 +78,27 @@ export function liveWithEtag(id: string, etag: string): (user: User) => void {
 }
 
 type Queryable = Pick<pg.Pool, "query">;
+
+/**
+ * The change log's actor columns and changed fields of a change to `userId` (ACTOR_PARAMS values, in order).
+ * No actor is the system; a `self` actor is the user changed.
+ */
+export function actorValues(
+  actor: Actor | undefined,
+  userId: string,
+  previous: UserSnapshot | null,
+  next: UserSnapshot,
+): unknown[] {
+  const a = actor ?? SYSTEM_ACTOR;
+  return [
+    a.kind,
+    a.self ? userId : (a.userId ?? null),
+    a.apiKeyId ?? null,
+    a.clientAddress ?? null,
+    a.requestId ?? null,
+    changedFields(previous, next),
+  ];
+}
 
 const run = <R extends pg.QueryResultRow>(db: Queryable, s: Statement, values: unknown[]) =>
   db.query<R>({ name: s.name, text: s.text, values });
@@ -119,6 +143,7 @@ export function createUserWrites(
       : revoked
         ? statements.revoke
         : statements.plain;
+    const snapshot = snapshotOf(user);
     const values: unknown[] = [
       user.id,
       read.version,
@@ -134,9 +159,10 @@ export function createUserWrites(
       user.emailVerified,
       user.passwordChangeRequired,
       t.type,
-      JSON.stringify(snapshotOf(user)),
+      JSON.stringify(snapshot),
       JSON.stringify(previous),
       revoked ? user.tokensValidAfter : null,
+      ...actorValues(t.actor, user.id, previous, snapshot),
     ];
     if (hash) values.push(t.passwordHash);
     const res = await run(db, statement, values);
@@ -210,7 +236,7 @@ export function createUserWrites(
      * id returns the user the first one created (even while the first is still committing: the claim waits
      * for it) and creates nothing.
      */
-    create(input: NewUser, idempotency?: IdempotencyKey): Promise<User> {
+    create(input: NewUser, idempotency?: IdempotencyKey, actor?: Actor): Promise<User> {
       return translateUnique(async () => {
         for (let attempt = 0; attempt < CREATE_ATTEMPTS; attempt++) {
           const user = newUser(randomUUID(), input, new Date());
@@ -229,6 +255,7 @@ export function createUserWrites(
             user.tokensValidAfter,
             user.kind,
             JSON.stringify(snapshotOf(user)),
+            ...actorValues(actor, user.id, null, snapshotOf(user)),
           ];
           if (!idempotency) {
             await run(pool, statements.create, values);

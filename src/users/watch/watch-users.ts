@@ -24,6 +24,7 @@ import { logEnd, readChangesSince, reflectedChanges } from "../../changes/change
 import { prunedSeq } from "../../changes/change-pruner.ts";
 import { type Caller, kCaller } from "../../rpc/context.ts";
 import { ServiceError } from "../../rpc/errors.ts";
+import { eventIdOf, toProtoActor } from "../actor.message.ts";
 import { type Filter, parseFilter } from "../list/index.ts";
 import { toProtoUser } from "../user.message.ts";
 import { userFromSnapshot } from "../user.snapshot.ts";
@@ -69,6 +70,8 @@ function eventMessage(e: ChangeEvent): WatchUsersResponse {
       user: toProtoUser(userFromSnapshot(e.snapshot)),
       eventTime: timestampFromDate(e.time),
       resumeToken: encodeResumeToken(e.seq),
+      actor: toProtoActor(e.actor),
+      eventId: eventIdOf(e.id),
     });
     messages.set(e, m);
   }
