@@ -1,6 +1,6 @@
 /**
- * ListUserChanges' page tokens: base64url of an HMAC-SHA256 tag and a small JSON body, the seq of the last
- * change of the page (history is newest first, by seq). The tag covers the listed user_id (or none: everyone)
+ * ListUserChanges' page tokens: base64url of an HMAC-SHA256 tag and a small JSON body, the position of the
+ * last change of the page (history is newest first, by change_time then seq). The tag covers the listed user_id (or none: everyone)
  * and the checked filter too, so a token is good only for the listing it came from: modified, or replayed
  * with another user_id or filter, it is INVALID_PAGE_TOKEN. The construction of ListUsers' and sessions'
  * tokens, with a key and a context of its own.
@@ -15,15 +15,23 @@ export interface HistoryListing {
   readonly filter: HistoryFilter | null;
 }
 
+/** Where the next page starts: below this change, in (change_time desc, seq desc) order. */
+export interface HistoryCursor {
+  /** change_time as PostgreSQL gives it to the microsecond (ISO 8601, UTC). */
+  readonly time: string;
+  readonly seq: number;
+}
+
 export interface HistoryPageTokens {
-  encode(listing: HistoryListing, afterSeq: number): string;
-  /** The seq the next page starts below (null for an empty token: the first page), or PageTokenError. */
-  decode(listing: HistoryListing, token: string): number | null;
+  encode(listing: HistoryListing, cursor: HistoryCursor): string;
+  /** The cursor in `token` (null for an empty token: the first page), or PageTokenError. */
+  decode(listing: HistoryListing, token: string): HistoryCursor | null;
 }
 
 const TAG_BYTES = 32;
 const CONTEXT = "user.v1.ListUserChanges page token v1\n";
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
+const TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
 
 /** A codec keyed by `key` (at least 32 bytes; derive it from a server secret, so replicas agree). */
 export function createHistoryPageTokens(key: string | Uint8Array): HistoryPageTokens {
@@ -39,8 +47,8 @@ export function createHistoryPageTokens(key: string | Uint8Array): HistoryPageTo
     new PageTokenError("not a page token of this listing (the same user_id and filter), or it was modified");
 
   return {
-    encode(listing, afterSeq) {
-      const body = Buffer.from(JSON.stringify([afterSeq]));
+    encode(listing, cursor) {
+      const body = Buffer.from(JSON.stringify([cursor.time, cursor.seq]));
       return Buffer.concat([tag(listing, body), body]).toString("base64url");
     },
 
@@ -58,10 +66,12 @@ export function createHistoryPageTokens(key: string | Uint8Array): HistoryPageTo
         throw invalid();
       }
       // Checked although the tag vouches for it: a token is never trusted into SQL on the key alone.
-      if (!Array.isArray(parsed) || parsed.length !== 1 || !Number.isSafeInteger(parsed[0]) || parsed[0] < 1) {
+      if (!Array.isArray(parsed) || parsed.length !== 2) throw invalid();
+      const [time, seq] = parsed as unknown[];
+      if (typeof time !== "string" || !TIME.test(time) || !Number.isSafeInteger(seq) || (seq as number) < 1) {
         throw invalid();
       }
-      return parsed[0] as number;
+      return { time, seq: seq as number };
     },
   };
 }
