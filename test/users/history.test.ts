@@ -138,6 +138,42 @@ describe("the actor of a change", () => {
     );
     expect(n).toBe(0);
   });
+
+  it("is the user itself on SignUp and on a password reset by code, and the admin on an import", async () => {
+    const email = `signup-${Date.now()}@example.com`;
+    const anonymous = clients(server.url, "grpc", () => undefined, { "x-request-id": "signup-1" });
+    const signed = await anonymous.auth.signUp({ email, password: "a sign-up password 1", displayName: "Signed" });
+    const id = signed.user?.id ?? "";
+    const { code } = await as(admin).users.createPasswordResetCode({ userId: id });
+    await clients(server.url, "grpc", () => undefined, { "x-request-id": "reset-1" }).auth.resetPassword({
+      email,
+      code,
+      newPassword: "a reset password 2",
+    });
+    const [reset, created] = (await as(admin).users.listUserChanges({ userId: id })).changes;
+    expect(created.actor).toMatchObject({ kind: ActorKind.USER, userId: id, requestId: "signup-1" });
+    expect(reset.actor).toMatchObject({ kind: ActorKind.USER, userId: id, requestId: "reset-1" });
+    // A new password changes no field of the User message.
+    expect(reset.changedFields).toEqual([]);
+
+    const imported = `imported-${Date.now()}@example.com`;
+    async function* rows() {
+      yield {
+        user: { email: imported, displayName: "Imported" } as never,
+        credential: { case: "password" as const, value: "an imported password 3" },
+      };
+    }
+    const res = await as(admin, { "x-request-id": "import-1" }).users.importUsers(rows());
+    expect(res.createdCount).toBe(1);
+    const [{ id: importedId }] = await query<{ id: string }>(
+      server.databaseUrl,
+      "select id from users where lower(email) = $1",
+      [imported],
+    );
+    const [made] = (await as(admin).users.listUserChanges({ userId: importedId })).changes;
+    expect(made.actor).toMatchObject({ kind: ActorKind.USER, userId: adminId, requestId: "import-1" });
+    expect(made.changedFields).toEqual(ALL_FIELDS);
+  });
 });
 
 describe("ListUserChanges", () => {
