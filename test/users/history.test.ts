@@ -139,7 +139,7 @@ describe("the actor of a change", () => {
     expect(n).toBe(0);
   });
 
-  it("is the user itself on SignUp and on a password reset by code, and the admin on an import", async () => {
+  it("is the user itself on SignUp and on a password reset or email verification by code, the admin on SetPassword and an import", async () => {
     const email = `signup-${Date.now()}@example.com`;
     const anonymous = clients(server.url, "grpc", () => undefined, { "x-request-id": "signup-1" });
     const signed = await anonymous.auth.signUp({ email, password: "a sign-up password 1", displayName: "Signed" });
@@ -150,11 +150,25 @@ describe("the actor of a change", () => {
       code,
       newPassword: "a reset password 2",
     });
-    const [reset, created] = (await as(admin).users.listUserChanges({ userId: id })).changes;
+    const verification = await as(admin).users.createEmailVerificationCode({ userId: id });
+    await clients(server.url, "grpc", () => undefined, { "x-request-id": "verify-1" }).auth.verifyEmail({
+      email,
+      code: verification.code,
+    });
+    await as(admin, { "x-request-id": "admin-set-1" }).users.setPassword({
+      userId: id,
+      password: "an admin's password 4",
+      changeRequired: true,
+    });
+    const [set, verified, reset, created] = (await as(admin).users.listUserChanges({ userId: id })).changes;
     expect(created.actor).toMatchObject({ kind: ActorKind.USER, userId: id, requestId: "signup-1" });
     expect(reset.actor).toMatchObject({ kind: ActorKind.USER, userId: id, requestId: "reset-1" });
     // A new password changes no field of the User message.
     expect(reset.changedFields).toEqual([]);
+    expect(verified.actor).toMatchObject({ kind: ActorKind.USER, userId: id, requestId: "verify-1" });
+    expect(verified.changedFields).toEqual(["email_verified"]);
+    expect(set.actor).toMatchObject({ kind: ActorKind.USER, userId: adminId, requestId: "admin-set-1" });
+    expect(set.changedFields).toEqual(["password_change_required"]);
 
     const imported = `imported-${Date.now()}@example.com`;
     async function* rows() {
