@@ -103,6 +103,25 @@ for (const transport of ["connect", "grpc-web"] as const) {
       await d.getByRole("button", { name: "Close" }).click();
     });
 
+    it("shows a user's history: each change, the fields it changed, and who made it", async () => {
+      const admin = clients(server.url, "connect-h1", () => adminToken);
+      const kim = (await admin.users.listUsers({ filter: `email = "${person.email}"` })).users[0];
+      await admin.users.updateUser({
+        user: { id: kim.id, displayName: "Kim K." },
+        updateMask: { paths: ["display_name"] },
+      });
+      await row(page, person.email).getByRole("button", { name: "History" }).click();
+      const d = dialog(page);
+      const rows = d.locator("tbody tr[data-event-id]");
+      await expect.poll(() => rows.count()).toBe(2);
+      // Newest first: the rename, then the creation, both by the admin with a token.
+      expect(await rows.nth(0).locator('[data-col="type"]').textContent()).toBe("updated");
+      expect(await rows.nth(0).locator('[data-col="changed_fields"]').textContent()).toBe("display_name");
+      expect(await rows.nth(0).locator('[data-col="actor"]').textContent()).toBe(ADMIN.email);
+      expect(await rows.nth(1).locator('[data-col="type"]').textContent()).toBe("created");
+      await d.getByRole("button", { name: "Close" }).click();
+    });
+
     it("shows the signed-in person's own sessions, the current one marked", async () => {
       await page.getByRole("button", { name: "My sessions" }).click();
       const d = dialog(page);

@@ -5,18 +5,19 @@ import { formatLabels, formatTime, formatWhen, roleLabels, stateLabels } from ".
 import type { QuickAction } from "./user-actions.ts";
 
 /** Row actions: editing opens the form, the others run at once. */
-export type UserAction = "edit" | "access" | QuickAction;
+export type UserAction = "edit" | "access" | "history" | QuickAction;
 
 const actionsFor: Record<UserState, UserAction[]> = {
   [UserState.UNSPECIFIED]: [],
-  [UserState.ACTIVE]: ["edit", "access", "suspend", "delete"],
-  [UserState.SUSPENDED]: ["edit", "access", "activate", "delete"],
-  [UserState.DELETED]: ["undelete"],
+  [UserState.ACTIVE]: ["edit", "access", "history", "suspend", "delete"],
+  [UserState.SUSPENDED]: ["edit", "access", "history", "activate", "delete"],
+  [UserState.DELETED]: ["history", "undelete"],
 };
 
 const actionLabels: Record<UserAction, string> = {
   edit: "Edit",
   access: "Access",
+  history: "History",
   suspend: "Suspend",
   activate: "Activate",
   delete: "Delete",

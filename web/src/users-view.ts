@@ -10,6 +10,7 @@ import { openCredentials } from "./credentials-view.ts";
 import { h, replace } from "./dom.ts";
 import { explain } from "./errors.ts";
 import { createRecentUsers, isNewer } from "./freshness.ts";
+import { openHistory } from "./history-view.ts";
 import { type LiveFeed, startLive } from "./live.ts";
 import { createLiveLog } from "./live-log.ts";
 import { runAction } from "./user-actions.ts";
@@ -156,6 +157,10 @@ export function usersView(opts: UsersViewOptions): View {
   }
 
   async function act(action: UserAction, user: User) {
+    if (action === "history") {
+      openHistory({ api: opts.api, apiBaseUrl: opts.apiBaseUrl, user });
+      return;
+    }
     if (action === "access") {
       openCredentials({ api: opts.api, apiBaseUrl: opts.apiBaseUrl, user });
       return;
