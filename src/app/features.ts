@@ -1,28 +1,18 @@
 /**
  * The features over an open database: the change feed, users (store, cache, list queries, the change
- * watch), sessions and tokens, and the services that expose them. Built in dependency order; every part
- * that holds a connection or a timer is pushed on `releases`.
+ * watch, the history), sessions and tokens, credentials (codes, API keys), auth events, and the services
+ * that expose them. Built in dependency order; every part that holds a connection or a timer is pushed on
+ * `releases`. Key material is in ./keys.ts, the API key registry in ./api-keys.ts, the auth event recorder
+ * in ./auth-events.ts.
  */
-import { createHmac, randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
 import type { Validator } from "@bufbuild/protovalidate";
 import type { ConnectRouter } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { AuthService } from "../../gen/auth/v1/auth_service_pb.js";
 import { UserService } from "../../gen/user/v1/user_service_pb.js";
 import { createAdminCredentials } from "../auth/admin-credentials.service.ts";
-import { createApiKeyRepository } from "../auth/api-key.repository.ts";
-import { createApiKeyRegistry } from "../auth/api-key-registry.ts";
 import { createApiKeyService } from "../auth/api-keys.service.ts";
 import { createAuthService } from "../auth/auth.service.ts";
-import {
-  AUTH_EVENT_TYPES,
-  type AuthEventRecorder,
-  createAuthEventRecorder,
-  DROP_REASONS,
-  noAuthEvents,
-} from "../auth/auth-event-recorder.ts";
 import { createAuthEventPageTokens, createAuthEventService } from "../auth/auth-events.service.ts";
 import { createCallerVerifier, standingOf, type TokenStanding } from "../auth/caller-verifier.ts";
 import { createCodeRedemption } from "../auth/code-redemption.service.ts";
@@ -32,8 +22,7 @@ import { createRevokedSessions } from "../auth/revoked-sessions.ts";
 import { createSessionHandlers } from "../auth/session.handlers.ts";
 import { createSessionRepository, revokeUserSessionsSql } from "../auth/session.repository.ts";
 import { createSessionPageTokens } from "../auth/session-page-token.ts";
-import { asymmetricKeys, type SigningKeys, symmetricKeys } from "../auth/signing-keys.ts";
-import { createAccessTokens } from "../auth/tokens.ts";
+import type { SigningKeys } from "../auth/signing-keys.ts";
 import { createUserSessions } from "../auth/user-sessions.ts";
 import { type ChangeFeed, createChangeFeed } from "../changes/change-feed.ts";
 import type { Config } from "../config.ts";
@@ -48,7 +37,10 @@ import { createPgUserStore } from "../users/pg/pg-user-store.ts";
 import { createUserService } from "../users/user.service.ts";
 import { withUserCache } from "../users/user-cache.ts";
 import { createWatchUsers } from "../users/watch/watch-users.ts";
+import { startApiKeys } from "./api-keys.ts";
+import { startAuthEvents } from "./auth-events.ts";
 import type { Database } from "./database.ts";
+import { createKeys } from "./keys.ts";
 import type { Releases } from "./releases.ts";
 
 /** The features of a running service, as the server assembly needs them. */
@@ -61,51 +53,6 @@ export interface Features {
   routes(router: ConnectRouter): void;
   /** Loads users into memory before the server listens; returns how many. */
   warm(): Promise<number>;
-}
-
-/** Reads JWT_SECRET, or outside production generates one and keeps it under DATA_DIR. */
-function jwtSecretFor(config: Config): string {
-  if (config.jwtSecret) return config.jwtSecret;
-  const file = join(resolve(config.dataDir), "jwt-secret");
-  if (!existsSync(file)) {
-    mkdirSync(resolve(config.dataDir), { recursive: true });
-    writeFileSync(file, randomBytes(48).toString("base64url"), { mode: 0o600 });
-  }
-  return readFileSync(file, "utf8").trim();
-}
-
-/**
- * The auth event recorder (docs/adr/0023-auth-events.md): buffered, written in batches, written out on
- * shutdown before the pool closes (its release step runs before the database's).
- */
-function startAuthEvents(
-  config: Config,
-  deps: { log: Logger; db: Database; metrics: Metrics; releases: Releases },
-): AuthEventRecorder {
-  if (!config.authEvents) return noAuthEvents;
-  const { metrics } = deps;
-  const recorded = metrics.registerCounter(
-    "auth_events_recorded_total",
-    "Auth events written to the database, by type.",
-    "type",
-    AUTH_EVENT_TYPES.map((t) => t.toLowerCase()),
-  );
-  const dropped = metrics.registerCounter(
-    "auth_events_dropped_total",
-    "Auth events lost, by why: full (the buffer overflowed while the database was away), refused, closed.",
-    "why",
-    DROP_REASONS,
-  );
-  const events = createAuthEventRecorder({
-    pool: deps.db.pool,
-    log: deps.log,
-    everyMs: config.authEventsFlushMs,
-    onRecorded: (type, n) => recorded(type.toLowerCase(), n),
-    onDropped: dropped,
-  });
-  metrics.registerGauge("auth_events_buffered", "Auth events waiting to be written.", events.buffered);
-  deps.releases.push("auth events", () => events.close());
-  return events;
 }
 
 export async function startFeatures(
@@ -130,38 +77,9 @@ export async function startFeatures(
   await revokedSessions.start();
   releases.push("revoked sessions", async () => revokedSessions.close());
   // Live API keys, in memory like the revocations (docs/adr/0019-api-keys.md).
-  const apiKeyRows = createApiKeyRepository(pool);
-  const apiKeyPolls = metrics.registerCounter(
-    "api_key_polls_total",
-    "Reads of changed API keys, by why: load (start, or after an outage), interval, or miss (an unknown secret).",
-    "why",
-    ["load", "interval", "miss"],
-  );
-  const apiKeys = createApiKeyRegistry({
-    keys: apiKeyRows,
-    log,
-    lastUsedEveryMs: config.apiKeyLastUsedIntervalMs,
-    onPoll: (why) => apiKeyPolls(why, 1),
-  });
-  await apiKeys.start();
-  metrics.registerGauge("api_keys_live", "API keys held in memory (not deleted).", apiKeys.size);
-  releases.push("api keys", () => apiKeys.close());
+  const { rows: apiKeyRows, registry: apiKeys } = await startApiKeys(config, { log, pool, metrics, releases });
 
-  // HS256 with the shared secret unless a private key is configured (then no secret is read or generated).
-  const signingKeys = config.jwtPrivateKey
-    ? asymmetricKeys(config.jwtPrivateKey, config.jwtPreviousPublicKeys)
-    : symmetricKeys(jwtSecretFor(config));
-  // Keys for other purposes (page tokens) derive from the token key material, so replicas agree on them.
-  const derivedKey = (purpose: string) =>
-    createHmac("sha256", config.jwtPrivateKey?.export({ format: "der", type: "pkcs8" }) ?? jwtSecretFor(config))
-      .update(purpose)
-      .digest("base64url");
-  const accessTokens = createAccessTokens({
-    keys: signingKeys,
-    issuer: config.jwtIssuer,
-    audience: config.jwtAudience,
-    accessTokenTtlMs: config.accessTokenTtlMs,
-  });
+  const { signingKeys, derivedKey, accessTokens } = createKeys(config);
 
   configurePasswordHashing({
     maxWaiting: config.hashQueueMax,
