@@ -4,13 +4,13 @@
  * filter. Events are written in batches (auth-event-recorder.ts), so one recorded a moment ago may not be
  * listed yet. Merged into the AuthService implementation in src/app/features.ts.
  */
-import { createHmac, timingSafeEqual } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type pg from "pg";
 import { AuthEventSchema, AuthEventType as ProtoType } from "../../gen/auth/v1/auth_event_pb.js";
 import type { AuthService } from "../../gen/auth/v1/auth_service_pb.js";
+import { createSignedTokens } from "../rpc/signed-token.ts";
 import { PageTokenError, toSql } from "../users/list/index.ts";
 import { type AuthEventFilter, authEventFilterSql, parseAuthEventFilter } from "./auth-event-filter.ts";
 import type { AuthEventType } from "./auth-event-recorder.ts";
@@ -24,40 +24,23 @@ interface EventCursor {
   id: string;
 }
 
-const TAG_BYTES = 32;
-const CONTEXT = "auth.v1.ListAuthEvents page token v1\n";
-const BASE64URL = /^[A-Za-z0-9_-]+$/;
 const TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /**
- * Page tokens: base64url of an HMAC-SHA256 tag and a JSON body (the cursor). The tag covers the parsed filter
- * too (its canonical JSON, so two spellings of one filter share tokens): a token is good only for the
- * listing it came from, and no position can be forged.
+ * Page tokens (src/rpc/signed-token.ts) bound to the parsed filter (its canonical JSON, so two spellings of one
+ * filter share tokens): a token is good only for the listing it came from, and no position can be forged.
  */
 export function createAuthEventPageTokens(key: string) {
-  if (Buffer.byteLength(key) < 32) throw new RangeError("page token key must be at least 32 bytes");
-  const tag = (filter: AuthEventFilter, body: Buffer) =>
-    createHmac("sha256", key).update(CONTEXT).update(JSON.stringify(filter)).update("\n").update(body).digest();
+  const tokens = createSignedTokens(key, "auth.v1.ListAuthEvents page token v1");
   const invalid = () => new PageTokenError("not a page token of this listing, or it was modified");
   return {
     encode(filter: AuthEventFilter, cursor: EventCursor): string {
-      const body = Buffer.from(JSON.stringify([cursor.time, cursor.id]));
-      return Buffer.concat([tag(filter, body), body]).toString("base64url");
+      return tokens.seal(JSON.stringify(filter), [cursor.time, cursor.id]);
     },
     decode(filter: AuthEventFilter, token: string): EventCursor | null {
       if (token === "") return null;
-      if (!BASE64URL.test(token)) throw invalid();
-      const raw = Buffer.from(token, "base64url");
-      if (raw.length <= TAG_BYTES || raw.toString("base64url") !== token) throw invalid();
-      const body = raw.subarray(TAG_BYTES);
-      if (!timingSafeEqual(raw.subarray(0, TAG_BYTES), tag(filter, body))) throw invalid();
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(body.toString("utf8"));
-      } catch {
-        throw invalid();
-      }
+      const parsed = tokens.open(JSON.stringify(filter), token);
       if (!Array.isArray(parsed) || parsed.length !== 2) throw invalid();
       const [time, id] = parsed as unknown[];
       if (typeof time !== "string" || !TIME.test(time) || typeof id !== "string" || !UUID.test(id)) throw invalid();
