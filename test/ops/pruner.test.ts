@@ -82,8 +82,14 @@ describe("the pruner", () => {
     );
     // The change log: the admin's creation, moved past AUDIT_RETENTION (90 days; within it only WatchUsers'
     // horizon moves: test/users/history.test.ts).
+    // Numbered by the sequencer after its commit (the feed's poke or its 1 s poll): wait for it before aging
+    // the row, or the expected horizon below would be read as null.
+    let seq: string | null = null;
+    await until(async () => {
+      [{ seq }] = await sql<{ seq: string | null }>("select max(seq) as seq from user_changes");
+      return seq !== null;
+    });
     await sql("update user_changes set change_time = now() - interval '91 days'");
-    const [{ seq }] = await sql<{ seq: string }>("select max(seq) as seq from user_changes");
 
     await until(async () => {
       const [{ n }] = await sql<{ n: string }>(
