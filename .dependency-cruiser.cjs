@@ -3,6 +3,7 @@
  *
  *   app, main             composition root: may import anything
  *   interceptors, web     the edge around handlers: rpc, transport (the protocol detector), ops, foundation
+ *   events                outbound delivery of user changes and auth events (webhooks, NATS): above auth
  *   auth → users → changes   the features, in that order; they share passwords, rpc and foundation
  *   passwords             hashing and policy, below both auth and users
  *   transport, ops        the wire and operations: rpc and foundation only
@@ -11,7 +12,7 @@
  *
  * A rule names what a layer must not import; a new folder that fits no layer fails `layer-known`.
  */
-const features = "^src/(auth|users|changes|passwords)/";
+const features = "^src/(events|auth|users|changes|passwords)/";
 const edge = "^src/(interceptors|web)/";
 const top = "^src/(app/|main\\.ts)";
 
@@ -42,20 +43,20 @@ module.exports = {
       severity: "error",
       comment: "src/rpc holds the vocabulary every layer shares; it depends on nothing but the foundation.",
       from: { path: "^src/rpc/" },
-      to: { path: "^src/(app|interceptors|web|auth|users|changes|passwords|transport|ops)/" },
+      to: { path: "^src/(app|interceptors|web|events|auth|users|changes|passwords|transport|ops)/" },
     },
     {
       name: "transport-knows-no-feature",
       severity: "error",
       comment: "The transport carries calls for any service: it sees rpc and the foundation only.",
       from: { path: "^src/transport/" },
-      to: { path: "^src/(app|interceptors|web|auth|users|changes|passwords|ops)/" },
+      to: { path: "^src/(app|interceptors|web|events|auth|users|changes|passwords|ops)/" },
     },
     {
       name: "ops-knows-no-feature",
       severity: "error",
       from: { path: "^src/ops/" },
-      to: { path: "^src/(app|interceptors|web|auth|users|changes|passwords)/" },
+      to: { path: "^src/(app|interceptors|web|events|auth|users|changes|passwords)/" },
     },
     {
       name: "edge-knows-no-feature",
@@ -70,6 +71,13 @@ module.exports = {
       comment: "Features read the caller from src/rpc/context.ts, not from the interceptors that put it there.",
       from: { path: features },
       to: { path: "^src/(interceptors|web|transport)/" },
+    },
+    {
+      name: "events-on-top-of-the-features",
+      severity: "error",
+      comment: "Outbound delivery reads users and auth events; no feature depends on it (the app wires it).",
+      from: { path: "^src/(auth|users|changes|passwords)/" },
+      to: { path: "^src/events/" },
     },
     {
       name: "users-below-auth",
@@ -97,7 +105,7 @@ module.exports = {
       from: {
         path: "^src/",
         pathNot:
-          "^src/(app|interceptors|web|auth|users|changes|passwords|transport|ops|rpc|db)/|^src/(main|config|logger|bounded-map)\\.ts$",
+          "^src/(app|interceptors|web|events|auth|users|changes|passwords|transport|ops|rpc|db)/|^src/(main|config|logger|bounded-map)\\.ts$",
       },
       to: {},
     },

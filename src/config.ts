@@ -49,6 +49,14 @@ export interface Config {
   readonly authEvents: boolean;
   /** AUTH_EVENTS_FLUSH_INTERVAL: how often buffered auth events are written (and at 500 waiting). */
   readonly authEventsFlushMs: number;
+  /** WEBHOOK_RETRY_BASE: the first retry of a failed webhook delivery; later ones double, at most 1 h apart. */
+  readonly webhookRetryBaseMs: number;
+  /** WEBHOOK_ALLOW_PRIVATE: allow webhook URLs on loopback, private and link-local addresses. */
+  readonly webhookAllowPrivate: boolean;
+  /** WEBHOOK_CONCURRENCY: endpoints delivered to at once by one replica (each one event at a time). */
+  readonly webhookConcurrency: number;
+  /** NATS_URL: publish every event to JetStream (stream USER_EVENTS); undefined to not. */
+  readonly natsUrl: string | undefined;
   readonly watchHeartbeatMs: number;
   /** WATCH_MAX_BACKLOG: changes buffered for one watcher that is not reading before it is ended (UNAVAILABLE). */
   readonly watchMaxBacklog: number;
@@ -191,6 +199,22 @@ function redisUrl(env: Env, name: string): string | undefined {
   } catch {}
   if (url?.protocol !== "redis:" && url?.protocol !== "rediss:") {
     throw new ConfigError(name, "is not a redis:// or rediss:// URL");
+  }
+  return raw;
+}
+
+/** One or more nats:// (or tls://) server URLs, comma-separated, as the NATS client takes them. */
+function natsUrl(env: Env, name: string): string | undefined {
+  const raw = optional(env, name);
+  if (raw === undefined) return undefined;
+  for (const part of raw.split(",")) {
+    let url: URL | undefined;
+    try {
+      url = new URL(part.trim());
+    } catch {}
+    if (url?.protocol !== "nats:" && url?.protocol !== "tls:") {
+      throw new ConfigError(name, "is not a nats:// or tls:// URL (several may be given, comma-separated)");
+    }
   }
   return raw;
 }
@@ -382,6 +406,10 @@ export function loadConfig(env: Env): Config {
     auditRetentionMs: duration(env, "AUDIT_RETENTION", "90d"),
     authEvents: bool(env, "AUTH_EVENTS", true),
     authEventsFlushMs: duration(env, "AUTH_EVENTS_FLUSH_INTERVAL", "200ms"),
+    webhookRetryBaseMs: duration(env, "WEBHOOK_RETRY_BASE", "5s"),
+    webhookAllowPrivate: bool(env, "WEBHOOK_ALLOW_PRIVATE", false),
+    webhookConcurrency: int(env, "WEBHOOK_CONCURRENCY", 16, 1, 1000),
+    natsUrl: natsUrl(env, "NATS_URL"),
     watchHeartbeatMs: duration(env, "WATCH_HEARTBEAT", "15s"),
     watchMaxBacklog: int(env, "WATCH_MAX_BACKLOG", 10_000, 1, 10_000_000),
     tlsCertFile,

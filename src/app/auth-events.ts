@@ -10,6 +10,7 @@ import {
   DROP_REASONS,
   noAuthEvents,
 } from "../auth/auth-event-recorder.ts";
+import type { ChangeFeed } from "../changes/change-feed.ts";
 import type { Config } from "../config.ts";
 import type { Metrics } from "../ops/metrics.ts";
 import type { Database } from "./database.ts";
@@ -21,7 +22,7 @@ import type { Releases } from "./releases.ts";
  */
 export function startAuthEvents(
   config: Config,
-  deps: { log: Logger; db: Database; metrics: Metrics; releases: Releases },
+  deps: { log: Logger; db: Database; metrics: Metrics; releases: Releases; feed: Pick<ChangeFeed, "poke"> },
 ): AuthEventRecorder {
   if (!config.authEvents) return noAuthEvents;
   const { metrics } = deps;
@@ -42,6 +43,8 @@ export function startAuthEvents(
     log: deps.log,
     everyMs: config.authEventsFlushMs,
     onRecorded: (type, n) => recorded(type.toLowerCase(), n),
+    // Numbered right away (one order with the user changes), so outbound delivery sees them at once.
+    onWritten: () => void deps.feed.poke(),
     onDropped: dropped,
   });
   metrics.registerGauge("auth_events_buffered", "Auth events waiting to be written.", events.buffered);

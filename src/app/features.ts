@@ -1,7 +1,7 @@
 /**
  * The features over an open database: the change feed, users (store, cache, list queries, the change
  * watch, the history), sessions and tokens, credentials (codes, API keys), auth events, and the services
- * that expose them. Built in dependency order; every part that holds a connection or a timer is pushed on
+ * that expose them, and the outbound delivery of events (webhooks, NATS). Built in dependency order; every part that holds a connection or a timer is pushed on
  * `releases`. Key material is in ./keys.ts, the API key registry in ./api-keys.ts, the auth event recorder
  * in ./auth-events.ts.
  */
@@ -9,6 +9,7 @@ import type { Validator } from "@bufbuild/protovalidate";
 import type { ConnectRouter } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { AuthService } from "../../gen/auth/v1/auth_service_pb.js";
+import { WebhookService } from "../../gen/events/v1/webhook_service_pb.js";
 import { UserService } from "../../gen/user/v1/user_service_pb.js";
 import { createAdminCredentials } from "../auth/admin-credentials.service.ts";
 import { createApiKeyService } from "../auth/api-keys.service.ts";
@@ -41,7 +42,9 @@ import { startApiKeys } from "./api-keys.ts";
 import { startAuthEvents } from "./auth-events.ts";
 import type { Database } from "./database.ts";
 import { createKeys } from "./keys.ts";
+import { startNatsPublisher } from "./nats.ts";
 import type { Releases } from "./releases.ts";
+import { startWebhooks } from "./webhooks.ts";
 
 /** The features of a running service, as the server assembly needs them. */
 export interface Features {
@@ -96,7 +99,7 @@ export async function startFeatures(
   if (admin?.passwordFile) log.warn(admin, `created admin ${admin.email}; its password is in ${admin.passwordFile}`);
   else if (admin) log.info({ email: admin.email }, "created admin");
 
-  const events = startAuthEvents(config, deps);
+  const events = startAuthEvents(config, { ...deps, feed });
 
   // ListSessions, RevokeSession, ListUserSessions, RevokeUserSessions (docs/adr/0020).
   const sessionHandlers = createSessionHandlers({
@@ -111,6 +114,9 @@ export async function startFeatures(
   const lockout = createLoginLockout(pool);
   // Password reset and email verification codes, kept as HMACs under a key of their own (docs/adr/0021).
   const codes = createOneTimeCodes({ pool, key: derivedKey("one-time-codes"), ttlMs: config.resetCodeTtlMs });
+  // Outbound delivery of every user change and auth event, in one order (docs/adr/0024-event-delivery.md).
+  const webhooks = startWebhooks(config, { ...deps, feed, derivedKey });
+  await startNatsPublisher(config, { ...deps, feed });
   return {
     feed,
     signingKeys,
@@ -156,6 +162,7 @@ export async function startFeatures(
           pageTokens: createAuthEventPageTokens(derivedKey("auth-event-page-tokens")),
         }),
       });
+      router.service(WebhookService, webhooks);
     },
     warm: () => users.warm(),
   };

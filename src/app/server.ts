@@ -7,6 +7,7 @@ import type { Validator } from "@bufbuild/protovalidate";
 import type { ConnectRouter, ConnectRouterOptions } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { AuthService } from "../../gen/auth/v1/auth_service_pb.js";
+import { WebhookService } from "../../gen/events/v1/webhook_service_pb.js";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { UserService } from "../../gen/user/v1/user_service_pb.js";
 import { createJwksRoute } from "../auth/jwks.ts";
@@ -71,7 +72,7 @@ export async function startServer(
   const routes = (router: ConnectRouter) => {
     features.routes(router);
     router.service(Health, createHealthService(deps.health));
-    registerReflection(router, [UserService, AuthService, Health]);
+    registerReflection(router, [UserService, AuthService, WebhookService, Health]);
   };
   const { handle: rpc, h2Stream } = createRpcHandler(
     routes,

@@ -7,6 +7,7 @@ import { createValidator } from "@bufbuild/protovalidate";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { AuthService } from "../../gen/auth/v1/auth_service_pb.js";
+import { WebhookService } from "../../gen/events/v1/webhook_service_pb.js";
 import { UserService } from "../../gen/user/v1/user_service_pb.js";
 import type { Config } from "../config.ts";
 import type { Orm } from "../db/orm.ts";
@@ -47,7 +48,10 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     const metrics = createMetrics({
       pools: { orm: pgPoolStats(await db.orm.em.getConnection().getNativeClient()), queries: pgPoolStats(db.pool) },
     });
-    const health = await startHealth({ services: [UserService.typeName, AuthService.typeName], probe: db.answers });
+    const health = await startHealth({
+      services: [UserService.typeName, AuthService.typeName, WebhookService.typeName],
+      probe: db.answers,
+    });
     releases.push("health", () => health.shutdown());
     const prunes = pruneStatements(config);
     const pruned = metrics.registerCounter(

@@ -72,6 +72,8 @@ export interface RecorderOptions {
   /** Events kept while the database is away; the oldest go beyond it. */
   max?: number;
   onRecorded?: (type: AuthEventType, n: number) => void;
+  /** After each batch written (the app numbers it at once for outbound delivery: docs/adr/0024). */
+  onWritten?: () => void;
   onDropped?: (why: (typeof DROP_REASONS)[number], n: number) => void;
 }
 
@@ -183,6 +185,7 @@ export function createAuthEventRecorder(opts: RecorderOptions): AuthEventRecorde
       const byType = new Map<AuthEventType, number>();
       for (const r of rows) byType.set(r.type, (byType.get(r.type) ?? 0) + 1);
       for (const [type, n] of byType) opts.onRecorded?.(type, n);
+      opts.onWritten?.();
       return true;
     } catch (err) {
       if (classifyDatabaseError(err) === "content") {

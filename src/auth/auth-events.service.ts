@@ -4,16 +4,13 @@
  * filter. Events are written in batches (auth-event-recorder.ts), so one recorded a moment ago may not be
  * listed yet. Merged into the AuthService implementation in src/app/features.ts.
  */
-import { create } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type pg from "pg";
-import { AuthEventSchema, AuthEventType as ProtoType } from "../../gen/auth/v1/auth_event_pb.js";
 import type { AuthService } from "../../gen/auth/v1/auth_service_pb.js";
 import { createSignedTokens } from "../rpc/signed-token.ts";
 import { PageTokenError, toSql } from "../users/list/index.ts";
+import { AUTH_EVENT_COLUMNS, type AuthEventRow, toAuthEvent } from "./auth-event.message.ts";
 import { type AuthEventFilter, authEventFilterSql, parseAuthEventFilter } from "./auth-event-filter.ts";
-import type { AuthEventType } from "./auth-event-recorder.ts";
 
 const DEFAULT_PAGE = 50;
 const MAX_PAGE = 1000;
@@ -49,18 +46,6 @@ export function createAuthEventPageTokens(key: string) {
   };
 }
 
-interface EventRow {
-  id: string;
-  type: AuthEventType;
-  time: Date;
-  time_us: string;
-  user_id: string | null;
-  client_address: string | null;
-  user_agent: string | null;
-  session_id: string | null;
-  email: string | null;
-}
-
 /** Builds the handler. */
 export function createAuthEventService(deps: {
   pool: pg.Pool;
@@ -73,7 +58,7 @@ export function createAuthEventService(deps: {
       const size = req.pageSize <= 0 ? DEFAULT_PAGE : Math.min(req.pageSize, MAX_PAGE);
       const { sql, params } = toSql(
         (p) => `
-          select id, type, time, user_id, client_address, user_agent, session_id, email,
+          select ${AUTH_EVENT_COLUMNS},
             to_char(time at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as time_us
           from auth_events
           where ${authEventFilterSql(filter, p)}
@@ -81,22 +66,11 @@ export function createAuthEventService(deps: {
           order by time desc, id desc
           limit ${p.add(size + 1)}`,
       );
-      const { rows } = await deps.pool.query<EventRow>(sql, params);
+      const { rows } = await deps.pool.query<AuthEventRow & { time_us: string }>(sql, params);
       const page = rows.slice(0, size);
       const last = page.at(-1);
       return {
-        events: page.map((r) =>
-          create(AuthEventSchema, {
-            id: r.id,
-            type: ProtoType[r.type] ?? ProtoType.UNSPECIFIED,
-            time: timestampFromDate(r.time),
-            userId: r.user_id ?? "",
-            clientAddress: r.client_address ?? "",
-            userAgent: r.user_agent ?? "",
-            sessionId: r.session_id ?? "",
-            email: r.email ?? "",
-          }),
-        ),
+        events: page.map(toAuthEvent),
         nextPageToken:
           rows.length > size && last ? deps.pageTokens.encode(filter, { time: last.time_us, id: last.id }) : "",
       };

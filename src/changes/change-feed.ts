@@ -145,6 +145,7 @@ export async function reflectedChanges(db: pg.Pool | pg.ClientBase, seq: number,
 /** Builds the feed; call `start()` once. */
 export function createChangeFeed(opts: { url: string; log: Logger; pollMs?: number; batch?: number }) {
   const listeners = new Set<ChangeListener>();
+  const numberedListeners = new Set<() => void>();
   const pollMs = opts.pollMs ?? 1000;
   const batch = opts.batch ?? 1000;
   let client: pg.Client | undefined;
@@ -226,7 +227,16 @@ export function createChangeFeed(opts: { url: string; log: Logger; pollMs?: numb
     const c = new pg.Client({ connectionString: opts.url, connectionTimeoutMillis: 2000, keepAlive: true });
     c.on("error", () => reconnect(c));
     c.on("end", () => reconnect(c));
-    c.on("notification", () => void drain());
+    c.on("notification", () => {
+      for (const l of numberedListeners) {
+        try {
+          l();
+        } catch (err) {
+          opts.log.error({ errorName: (err as Error)?.name }, "sequencer listener failed");
+        }
+      }
+      void drain();
+    });
     await c.connect();
     await c.query(`listen ${CHANGE_CHANNEL}`);
     client = c;
@@ -275,6 +285,14 @@ export function createChangeFeed(opts: { url: string; log: Logger; pollMs?: numb
     subscribe(listener: ChangeListener): () => void {
       listeners.add(listener);
       return () => listeners.delete(listener);
+    },
+    /**
+     * Calls `listener` on every NOTIFY of the sequencer: something was numbered, a user change or an auth
+     * event (outbound delivery wakes on it: src/events). Returns the unsubscribe function.
+     */
+    onNumbered(listener: () => void): () => void {
+      numberedListeners.add(listener);
+      return () => numberedListeners.delete(listener);
     },
     /** The seq of the last event delivered to subscribers. */
     lastSeq: () => last,

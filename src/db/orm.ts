@@ -21,6 +21,7 @@ import { Migration20261206120000 } from "./migrations/Migration20261206120000.ts
 import { Migration20261206130000 } from "./migrations/Migration20261206130000.ts";
 import { Migration20261206140000 } from "./migrations/Migration20261206140000.ts";
 import { Migration20261206150000 } from "./migrations/Migration20261206150000.ts";
+import { Migration20261207000000 } from "./migrations/Migration20261207000000.ts";
 
 /** The ORM type used across the service. */
 export type Orm = MikroORM;
@@ -41,6 +42,7 @@ const migrations = [
   { name: "Migration20261206130000", class: Migration20261206130000 },
   { name: "Migration20261206140000", class: Migration20261206140000 },
   { name: "Migration20261206150000", class: Migration20261206150000 },
+  { name: "Migration20261207000000", class: Migration20261207000000 },
 ];
 
 /** Connects to PostgreSQL; does not migrate (see `migrate`). Without entities it can only migrate. */

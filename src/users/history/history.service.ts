@@ -6,60 +6,32 @@
  * Rows are kept for AUDIT_RETENTION; a row's resume token is the one WatchUsers gave for it, which expires
  * with CHANGE_LOG_RETENTION (the watch's horizon), not with the row.
  */
-import { create } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext } from "@connectrpc/connect";
 import type pg from "pg";
-import {
-  type ListUserChangesRequest,
-  type ListUserChangesResponse,
-  type UserChange,
-  UserChangeSchema,
-  WatchEventType,
-} from "../../../gen/user/v1/user_service_pb.js";
-import { ACTOR_COLUMNS, type ActorRow, actorOfRow } from "../../changes/change-feed.ts";
-import { type ChangeType, sequenceChanges, type UserSnapshot } from "../../changes/change-log.ts";
+import type { ListUserChangesRequest, ListUserChangesResponse } from "../../../gen/user/v1/user_service_pb.js";
+import { sequenceChanges } from "../../changes/change-log.ts";
 import { kCaller } from "../../rpc/context.ts";
 import { ServiceError } from "../../rpc/errors.ts";
-import { eventIdOf, toProtoActor } from "../actor.message.ts";
 import { toSql } from "../list/index.ts";
-import { toProtoUser } from "../user.message.ts";
-import { changedFields, userFromSnapshot } from "../user.snapshot.ts";
-import { encodeResumeToken } from "../watch/resume-token.ts";
 import { type HistoryFilter, historyFilterSql, parseHistoryFilter } from "./history-filter.ts";
 import type { HistoryCursor, HistoryPageTokens } from "./history-page-token.ts";
+import { toUserChange, USER_CHANGE_COLUMNS, type UserChangeRow } from "./user-change.message.ts";
 
 const DEFAULT_PAGE = 50;
 const MAX_PAGE = 1000;
 /** At most this many changes numbered by a first page (the feed's poll numbers the rest of a backlog). */
 const SEQUENCE_BATCH = 10_000;
 
-type Row = ActorRow & {
-  id: string;
-  seq: string;
-  type: ChangeType;
-  change_time: Date;
-  snapshot: UserSnapshot;
-  previous: UserSnapshot | null;
-  changed_fields: string[] | null;
-  /** change_time to the microsecond, for the cursor. */
-  position: string;
-};
-
-const eventTypes = {
-  created: WatchEventType.CREATED,
-  updated: WatchEventType.UPDATED,
-  deleted: WatchEventType.DELETED,
-  undeleted: WatchEventType.UNDELETED,
-} as const;
+/** A row with change_time to the microsecond, for the cursor. */
+type HistoryRow = UserChangeRow & { position: string };
 
 /** One page of history: up to `size + 1` rows after `after`, newest first. */
 async function readPage(
   pool: pg.Pool,
   q: { userId: string; filter: HistoryFilter | null; after: HistoryCursor | null; size: number },
-): Promise<Row[]> {
+): Promise<HistoryRow[]> {
   const { sql, params } = toSql(
-    (p) => `select id, seq, type, change_time, snapshot, previous, changed_fields, ${ACTOR_COLUMNS},
+    (p) => `select ${USER_CHANGE_COLUMNS},
         to_char(change_time at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as position
       from user_changes
       where seq is not null
@@ -68,21 +40,7 @@ async function readPage(
         and ${historyFilterSql(q.filter, p)}
       order by change_time desc, seq desc limit ${p.add(q.size + 1)}`,
   );
-  return (await pool.query<Row>(sql, params)).rows;
-}
-
-function toChange(r: Row): UserChange {
-  return create(UserChangeSchema, {
-    eventId: eventIdOf(r.id),
-    resumeToken: encodeResumeToken(Number(r.seq)),
-    type: eventTypes[r.type],
-    changeTime: timestampFromDate(r.change_time),
-    actor: toProtoActor(actorOfRow(r)),
-    // Rows written before changed fields were stored: computed from the snapshots while `previous` is kept.
-    changedFields:
-      r.changed_fields ?? (r.type === "created" || r.previous ? changedFields(r.previous, r.snapshot) : []),
-    user: toProtoUser(userFromSnapshot(r.snapshot)),
-  });
+  return (await pool.query<HistoryRow>(sql, params)).rows;
 }
 
 /** Builds the handler. */
@@ -108,7 +66,7 @@ export function createListUserChanges(deps: { pool: pg.Pool; pageTokens: History
     const page = rows.slice(0, size);
     const last = page[page.length - 1];
     return {
-      changes: page.map(toChange),
+      changes: page.map(toUserChange),
       nextPageToken:
         rows.length > size ? deps.pageTokens.encode(listing, { time: last.position, seq: Number(last.seq) }) : "",
     };
