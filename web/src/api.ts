@@ -1,10 +1,11 @@
 /**
- * Typed clients of both services over the transport the settings choose. One transport per settings value,
+ * Typed clients of the services over the transport the settings choose. One transport per settings value,
  * so switching protocol is just building a new Api; the session's interceptors ride along.
  */
 import { type Client, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
 import { AuthService } from "../../gen/auth/v1/auth_service_pb.js";
+import { WebhookService } from "../../gen/events/v1/webhook_service_pb.js";
 import { UserService } from "../../gen/user/v1/user_service_pb.js";
 import type { Settings } from "./settings.ts";
 
@@ -12,6 +13,7 @@ import type { Settings } from "./settings.ts";
 export interface Api {
   readonly users: Client<typeof UserService>;
   readonly auth: Client<typeof AuthService>;
+  readonly webhooks: Client<typeof WebhookService>;
 }
 
 /** Sends the current access token, read at every call so a refreshed token is used at once. */
@@ -37,5 +39,9 @@ function transportFor(settings: Settings, interceptors: Interceptor[]): Transpor
  */
 export function createApi(settings: Settings, accessToken: () => string | undefined, outer: Interceptor[] = []): Api {
   const transport = transportFor(settings, [...outer, bearer(accessToken)]);
-  return { users: createClient(UserService, transport), auth: createClient(AuthService, transport) };
+  return {
+    users: createClient(UserService, transport),
+    auth: createClient(AuthService, transport),
+    webhooks: createClient(WebhookService, transport),
+  };
 }

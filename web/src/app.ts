@@ -10,6 +10,7 @@ import { loginView } from "./login-view.ts";
 import { createSession } from "./session.ts";
 import { readSettings, type Settings, settingsUrl } from "./settings.ts";
 import { usersView, type View } from "./users-view.ts";
+import { openWebhooks } from "./webhooks-view.ts";
 
 /** Mounts the console into `root`. */
 export function startConsole(root: HTMLElement): void {
@@ -48,6 +49,7 @@ export function startConsole(root: HTMLElement): void {
       changeSettings,
       logout: () => void session.logout(),
       mySessions: () => openMySessions({ api: () => api, apiBaseUrl: settings.apiBaseUrl }),
+      webhooks: () => openWebhooks({ api: () => api, apiBaseUrl: settings.apiBaseUrl }),
     });
     replace(root, h("div", { class: "shell", "data-transport": settings.transport }, header, view.element));
   }

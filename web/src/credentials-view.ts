@@ -8,7 +8,8 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ApiKey } from "../../gen/user/v1/api_key_pb.js";
 import type { User } from "../../gen/user/v1/user_pb.js";
 import type { Api } from "./api.ts";
-import { type Child, h, replace } from "./dom.ts";
+import { openDialog } from "./dialog.ts";
+import { h, replace } from "./dom.ts";
 import { explain } from "./errors.ts";
 import { field, showFieldErrors } from "./form-fields.ts";
 import { formatTime, formatWhen } from "./format.ts";
@@ -32,20 +33,6 @@ interface SessionSource {
 }
 
 const when = (ts: SessionLike["createTime"]) => h("span", { title: formatTime(ts) }, formatWhen(ts));
-
-function dialogShell(title: string, ...body: Child[]): HTMLDialogElement {
-  const dialog = h(
-    "dialog",
-    { class: "card wide", "aria-label": title },
-    h("h2", {}, title),
-    ...body,
-    h("div", { class: "actions" }, h("button", { type: "button", onclick: () => dialog.close() }, "Close")),
-  );
-  dialog.addEventListener("close", () => dialog.remove());
-  document.body.append(dialog);
-  dialog.showModal();
-  return dialog;
-}
 
 /** The sessions section: a table with a Revoke button per row, paged, and optionally "Revoke all". */
 function sessionsSection(source: SessionSource, apiBaseUrl: string): HTMLElement {
@@ -262,7 +249,7 @@ export function openCredentials(opts: { api: () => Api; apiBaseUrl: string; user
     revoke: (sessionId) => api().users.revokeUserSessions({ userId: user.id, sessionId }),
     revokeAll: async () => (await api().users.revokeUserSessions({ userId: user.id })).revokedCount,
   };
-  dialogShell(
+  openDialog(
     `Access of ${user.email}`,
     sessionsSection(sessions, opts.apiBaseUrl),
     apiKeysSection(api, user, opts.apiBaseUrl),
@@ -276,5 +263,5 @@ export function openMySessions(opts: { api: () => Api; apiBaseUrl: string }): vo
     list: (pageToken) => api().auth.listSessions({ pageToken, pageSize: 20 }),
     revoke: (sessionId) => api().auth.revokeSession({ sessionId }),
   };
-  dialogShell("My sessions", sessionsSection(sessions, opts.apiBaseUrl));
+  openDialog("My sessions", sessionsSection(sessions, opts.apiBaseUrl));
 }

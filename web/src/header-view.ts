@@ -13,6 +13,8 @@ export interface HeaderOptions {
   logout(): void;
   /** Opens the signed-in person's sessions. */
   mySessions(): void;
+  /** Opens the webhooks (admins). */
+  webhooks(): void;
 }
 
 /** Builds the header. */
@@ -36,6 +38,7 @@ export function headerView(opts: HeaderOptions): HTMLElement {
     ),
     h("span", { class: "spacer" }),
     transportSelect(opts.settings, opts.changeSettings),
+    h("button", { type: "button", onclick: () => opts.webhooks() }, "Webhooks"),
     h("button", { type: "button", onclick: () => opts.mySessions() }, "My sessions"),
     h("button", { type: "button", onclick: () => opts.logout() }, "Sign out"),
   );

@@ -8,6 +8,7 @@ import { ActorKind } from "../../gen/user/v1/actor_pb.js";
 import type { User } from "../../gen/user/v1/user_pb.js";
 import { type UserChange, WatchEventType } from "../../gen/user/v1/user_service_pb.js";
 import type { Api } from "./api.ts";
+import { openDialog } from "./dialog.ts";
 import { h } from "./dom.ts";
 import { explain } from "./errors.ts";
 import { formatTime, formatWhen } from "./format.ts";
@@ -77,10 +78,8 @@ export function openHistory(opts: { api: () => Api; apiBaseUrl: string; user: Us
     }
   }
 
-  const dialog = h(
-    "dialog",
-    { class: "card wide", "aria-label": `History of ${user.email}` },
-    h("h2", {}, `History of ${user.email}`),
+  openDialog(
+    `History of ${user.email}`,
     notice,
     h(
       "table",
@@ -89,10 +88,6 @@ export function openHistory(opts: { api: () => Api; apiBaseUrl: string; user: Us
       tbody,
     ),
     h("div", { class: "pager" }, more),
-    h("div", { class: "actions" }, h("button", { type: "button", onclick: () => dialog.close() }, "Close")),
   );
-  dialog.addEventListener("close", () => dialog.remove());
-  document.body.append(dialog);
-  dialog.showModal();
   void load();
 }
