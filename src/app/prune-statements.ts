@@ -19,6 +19,9 @@ function batchOf(table: string, where: string, values: unknown[] = []): PruneSta
 /** How long a CreateUser request_id is remembered: a retry after that creates a second user. */
 export const IDEMPOTENCY_KEY_TTL = "24 hours";
 
+/** How long webhook delivery attempts are kept, at most: 7 days. */
+const WEBHOOK_DELIVERY_RETENTION_S = 7 * 24 * 3600;
+
 /** Every prune statement of the service. */
 export function pruneStatements(opts: { changeLogRetentionMs: number; auditRetentionMs: number }): PruneStatement[] {
   return [
@@ -49,5 +52,12 @@ export function pruneStatements(opts: { changeLogRetentionMs: number; auditReten
     batchOf("auth_events", "time < now() - make_interval(secs => $2::double precision / 1000)", [
       opts.auditRetentionMs,
     ]),
+    // Webhook delivery attempts: a week is enough to tell what an endpoint was sent and how it answered
+    // (docs/webhooks.md), and never longer than the events themselves are kept (AUDIT_RETENTION).
+    batchOf(
+      "webhook_deliveries",
+      "time < now() - make_interval(secs => least($2::double precision / 1000, $3::double precision))",
+      [opts.auditRetentionMs, WEBHOOK_DELIVERY_RETENTION_S],
+    ),
   ];
 }

@@ -30,6 +30,9 @@ export const reasons = {
   API_KEY_NOT_FOUND: Code.NotFound,
   /** A user already has the most API keys allowed (docs/api-keys.md): delete one first. */
   API_KEY_LIMIT_REACHED: Code.FailedPrecondition,
+  WEBHOOK_NOT_FOUND: Code.NotFound,
+  /** The most webhooks allowed exist already (docs/webhooks.md): delete one first. */
+  WEBHOOK_LIMIT_REACHED: Code.FailedPrecondition,
   EMAIL_TAKEN: Code.AlreadyExists,
   ETAG_MISMATCH: Code.Aborted,
   RESUME_TOKEN_EXPIRED: Code.OutOfRange,

@@ -15,6 +15,7 @@ import { type Client, Code, ConnectError, createClient, type Interceptor, type T
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { AuthService } from "../../gen/auth/v1/auth_service_pb.js";
+import { WebhookService } from "../../gen/events/v1/webhook_service_pb.js";
 import { BadRequestSchema, ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
 import { UserService } from "../../gen/user/v1/user_service_pb.js";
@@ -63,10 +64,11 @@ export function transport(
   }
 }
 
-/** Typed clients of both services over one transport. */
+/** Typed clients of the services over one transport. */
 export interface Clients {
   users: Client<typeof UserService>;
   auth: Client<typeof AuthService>;
+  webhooks: Client<typeof WebhookService>;
 }
 
 /** Clients over the given transport; `token` is read at every call; `headers` are sent with every call. */
@@ -77,7 +79,11 @@ export function clients(
   headers: Record<string, string> = {},
 ): Clients {
   const t = transport(baseUrl, name, token, headers);
-  return { users: createClient(UserService, t), auth: createClient(AuthService, t) };
+  return {
+    users: createClient(UserService, t),
+    auth: createClient(AuthService, t),
+    webhooks: createClient(WebhookService, t),
+  };
 }
 
 /** The ErrorInfo reason of an error (throws if there is none, which is itself a contract breach). */
