@@ -52,7 +52,9 @@ export function startWebhooks(
     labelNames: ["webhook_id"],
     registers: [metrics.registry],
     async collect() {
-      const lags = await deliveryLags(pool);
+      // While the database is away the scrape still answers, with the last values read.
+      const lags = await deliveryLags(pool).catch(() => undefined);
+      if (!lags) return;
       // Deleted and disabled endpoints leave the exposition.
       this.reset();
       for (const l of lags) this.set({ webhook_id: l.webhookId }, l.seconds);

@@ -6,7 +6,11 @@
  * and nothing more is sent; a delivery in flight does not bring back an endpoint deleted meanwhile; /metrics
  * counts attempts, failures and lag; old attempts are pruned; the secret is not in clear in any table or log.
  */
+import { execFileSync } from "node:child_process";
 import { createHmac } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebhookState } from "../../gen/events/v1/webhook_service_pb.js";
 import { adminToken, createMember } from "../helpers/accounts.ts";
@@ -190,6 +194,46 @@ describe("delivery", () => {
     expect((await deliveriesOf(webhook.id)).length).toBe(before);
     await as().webhooks.deleteWebhook({ webhookId: webhook.id });
     await as().webhooks.deleteWebhook({ webhookId: control.webhook.id });
+  });
+
+  it("verifies an https endpoint's certificate although it connects to the address it checked", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "webhook-tls-"));
+    let tls: { key: string; cert: string };
+    try {
+      execFileSync(
+        "openssl",
+        [
+          ...["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"],
+          ...[
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-keyout",
+            join(dir, "key.pem"),
+            "-out",
+            join(dir, "cert.pem"),
+          ],
+        ],
+        { stdio: "ignore" },
+      );
+      tls = { key: readFileSync(join(dir, "key.pem"), "utf8"), cert: readFileSync(join(dir, "cert.pem"), "utf8") };
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const receiver = await startWebhookReceiver({ tls });
+    receivers.push(receiver);
+    const created = await as().webhooks.createWebhook({ url: receiver.url, eventTypes: ["user.updated"] });
+    const webhookId = created.webhook?.id ?? "";
+    const m = await createMember(server.url, admin, { prefix: "wh-tls" });
+    await rename(m.user.id, "over tls");
+    const [d] = await until(
+      () => deliveriesOf(webhookId),
+      (ds) => ds.length >= 1,
+    );
+    // A self-signed certificate is no certificate a client should trust: the request is never sent.
+    expect(d).toMatchObject({ statusCode: 0, attempt: 1 });
+    expect(d.error).toMatch(/^network error: (DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN)$/);
+    expect(receiver.received).toEqual([]);
+    await as().webhooks.deleteWebhook({ webhookId });
   });
 
   it("does not bring back an endpoint deleted while a delivery to it is in flight", async () => {

@@ -3,7 +3,8 @@
  * answers with the status `answer` picks (200 unless told otherwise), so tests can make it fail, recover or
  * hang and see exactly what the service sent.
  */
-import { createServer, type IncomingHttpHeaders } from "node:http";
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 
 /** One request the receiver got. */
@@ -16,7 +17,7 @@ export interface Received {
 }
 
 export interface WebhookReceiver {
-  /** `http://127.0.0.1:<port>/hook`. */
+  /** `http://127.0.0.1:<port>/hook`, or `https://localhost:<port>/hook` with TLS. */
   url: string;
   received: Received[];
   /** Picks the status of the answer to a request (may wait first); 200 by default. */
@@ -26,7 +27,10 @@ export interface WebhookReceiver {
   close(): Promise<void>;
 }
 
-export async function startWebhookReceiver(): Promise<WebhookReceiver> {
+/** Starts a receiver on 127.0.0.1; with `tls`, it speaks HTTPS with that key and certificate. */
+export async function startWebhookReceiver(
+  opts: { tls?: { key: string; cert: string } } = {},
+): Promise<WebhookReceiver> {
   const receiver: WebhookReceiver = {
     url: "",
     received: [],
@@ -46,7 +50,7 @@ export async function startWebhookReceiver(): Promise<WebhookReceiver> {
         server.close(() => done());
       }),
   };
-  const server = createServer((req, res) => {
+  const handle = (req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", async () => {
@@ -61,8 +65,10 @@ export async function startWebhookReceiver(): Promise<WebhookReceiver> {
       res.writeHead(status, { "content-type": "text/plain" });
       res.end("ok");
     });
-  });
+  };
+  const server = opts.tls ? createHttpsServer(opts.tls, handle) : createServer(handle);
   await new Promise<void>((ready) => server.listen(0, "127.0.0.1", ready));
-  receiver.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+  const port = (server.address() as AddressInfo).port;
+  receiver.url = opts.tls ? `https://localhost:${port}/hook` : `http://127.0.0.1:${port}/hook`;
   return receiver;
 }

@@ -61,7 +61,7 @@ const SUCCEEDED = `
     returning id
   )
   insert into webhook_deliveries (webhook_id, event_id, event_type, attempt, status_code, error, time)
-  select id, $6, $7, $8, $9, '', now() from moved`;
+  select id, $6, $7, $8, $9, '', $10 from moved`;
 
 /**
  * Failed: the next try is scheduled (or the endpoint disabled, after 3 days of failures), the lease released
@@ -77,7 +77,7 @@ const FAILED = `
     returning id, state, next_attempt_time
   )
   insert into webhook_deliveries (webhook_id, event_id, event_type, attempt, status_code, error, time, next_attempt_time)
-  select id, $5, $6, $3, $7, $8, now(), case when state = 'active' then next_attempt_time end from failed
+  select id, $5, $6, $3, $7, $8, $9, case when state = 'active' then next_attempt_time end from failed
   returning next_attempt_time`;
 
 /** Caught up: the cursor moves past events of other types (to `readTo`), and the lease is released. */
@@ -241,6 +241,7 @@ export function createDispatcher(opts: DispatcherOptions) {
             event.type,
             attempt,
             result.status,
+            now,
           ]);
           // Lease lost, or the endpoint deleted: whoever holds it now delivers from its own cursor.
           if (moved.rowCount === 0) return;
@@ -252,7 +253,7 @@ export function createDispatcher(opts: DispatcherOptions) {
         const { rows } = await pool.query<{ next_attempt_time: Date | null }>({
           name: "webhook-failed",
           text: FAILED,
-          values: [ep.id, owner, attempt, delay, event.id, event.type, result.status, result.error],
+          values: [ep.id, owner, attempt, delay, event.id, event.type, result.status, result.error, now],
         });
         if (rows.length === 0) return;
         if (rows[0].next_attempt_time) retryIn(delay);
