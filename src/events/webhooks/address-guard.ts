@@ -33,7 +33,7 @@ for (const [net, prefix] of [
   blocked.addSubnet(net, prefix, "ipv6");
 
 /** True when `address` (an IP literal) is one webhooks may not reach unless WEBHOOK_ALLOW_PRIVATE is set. */
-export function isBlockedAddress(address: string): boolean {
+function isBlockedAddress(address: string): boolean {
   const family = isIP(address);
   if (family === 0) return true;
   return blocked.check(address, family === 4 ? "ipv4" : "ipv6");

@@ -99,7 +99,7 @@ const RELEASE = "update webhooks set lease_owner = null, lease_until = null wher
 const RELEASE_ALL = "update webhooks set lease_owner = null, lease_until = null where lease_owner = $1";
 
 /** The request body of an event (Standard Webhooks' `{type, timestamp, data}`). */
-export function payloadOf(event: OutboundEvent): string {
+function payloadOf(event: OutboundEvent): string {
   return JSON.stringify({ type: event.type, timestamp: event.time.toISOString(), data: event.data });
 }
 
@@ -303,5 +303,3 @@ export function createDispatcher(opts: DispatcherOptions) {
     },
   };
 }
-
-export type Dispatcher = ReturnType<typeof createDispatcher>;
