@@ -48,7 +48,8 @@ async function until<T>(read: () => Promise<T>, done: (v: T) => boolean, ms = 10
   for (;;) {
     const v = await read();
     if (done(v)) return v;
-    if (Date.now() > end) throw new Error(`timed out; last: ${JSON.stringify(v)}`);
+    if (Date.now() > end)
+      throw new Error(`timed out; last: ${JSON.stringify(v, (_, x) => (typeof x === "bigint" ? String(x) : x))}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -240,6 +241,48 @@ describe("delivery", () => {
     expect(d.error).toMatch(/^network error: (DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN)$/);
     expect(receiver.received).toEqual([]);
     await as().webhooks.deleteWebhook({ webhookId });
+  });
+
+  it("fences a replica that lost its lease: its success moves no cursor and logs no attempt", async () => {
+    const { receiver, webhook } = await endpoint(["user.updated"]);
+    let release: () => void = () => {};
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    receiver.answer = async () => {
+      await held;
+      return 200;
+    };
+    const m = await createMember(server.url, admin, { prefix: "wh-fence" });
+    await rename(m.user.id, "fenced");
+    const [first] = await receiver.waitFor(1, aboutUser(m.user.id));
+    const [{ cursor_seq: cursor }] = await sql<{ cursor_seq: string }>(
+      "select cursor_seq from webhooks where id = $1",
+      [webhook.id],
+    );
+    // Another owner takes the lease while the attempt waits for its answer (as after a 30 s stall).
+    await sql(
+      "update webhooks set lease_owner = gen_random_uuid(), lease_until = now() + interval '1 hour' where id = $1",
+      [webhook.id],
+    );
+    release();
+    // The late success is written nowhere; once the lease is free, the event is sent again, same id.
+    // With WEBHOOK_CONCURRENCY=1 the probe is delivered only after the fenced worker has finished.
+    const probe = await endpoint(["user.updated"]);
+    await rename(m.user.id, "probe");
+    await probe.receiver.waitFor(1, aboutUser(m.user.id));
+    expect(await sql("select cursor_seq from webhooks where id = $1", [webhook.id])).toEqual([{ cursor_seq: cursor }]);
+    expect(await deliveriesOf(webhook.id)).toEqual([]);
+    await sql("update webhooks set lease_owner = null, lease_until = null where id = $1", [webhook.id]);
+    const [, again] = await receiver.waitFor(2, aboutUser(m.user.id));
+    expect(again.id).toBe(first.id);
+    const delivered = await until(
+      async () => (await deliveriesOf(webhook.id)).filter((d) => d.eventId === first.id),
+      (d) => d.length > 0,
+    );
+    expect(delivered.map((d) => [d.attempt, d.statusCode])).toEqual([[1, 200]]);
+    await as().webhooks.deleteWebhook({ webhookId: webhook.id });
+    await as().webhooks.deleteWebhook({ webhookId: probe.webhook.id });
   });
 
   it("does not bring back an endpoint deleted while a delivery to it is in flight", async () => {

@@ -2,8 +2,9 @@
  * Webhook delivery with more than one replica on one database (docs/webhooks.md, "Design"): every event
  * reaches each endpoint exactly once and in order while two replicas deliver (the lease makes one replica at
  * a time deliver to an endpoint); a replica shut down mid-attempt gives its endpoint back and another sends
- * the same event (same webhook-id); and the SSRF guard at delivery time: an endpoint on 127.0.0.1, created
- * by a replica with WEBHOOK_ALLOW_PRIVATE=true, is never called by one without it.
+ * the same event (same webhook-id); one replica delivers to at most WEBHOOK_CONCURRENCY endpoints at once;
+ * and the SSRF guard at delivery time: an endpoint on 127.0.0.1, created by a replica with
+ * WEBHOOK_ALLOW_PRIVATE=true, is never called by one without it.
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { adminToken, createMember } from "../helpers/accounts.ts";
@@ -119,6 +120,35 @@ describe("two replicas", () => {
     const [, second] = await r.waitFor(2, aboutUser(m.user.id));
     expect(second.id).toBe(first.id);
     expect(second.body).toBe(first.body);
+  });
+});
+
+describe("concurrency", () => {
+  it("delivers to at most WEBHOOK_CONCURRENCY endpoints at once per replica, and to that many in parallel", async () => {
+    const s = await server({ WEBHOOK_ALLOW_PRIVATE: "true", WEBHOOK_CONCURRENCY: "2" });
+    const admin = await adminToken(s.url);
+    let inFlight = 0;
+    let most = 0;
+    const endpoints = await Promise.all(
+      [1, 2, 3, 4, 5].map(async () => {
+        const r = await receiver();
+        r.answer = async () => {
+          most = Math.max(most, ++inFlight);
+          await new Promise((done) => setTimeout(done, 300));
+          inFlight--;
+          return 200;
+        };
+        await clients(s.url, "grpc", () => admin).webhooks.createWebhook({ url: r.url, eventTypes: ["user.updated"] });
+        return r;
+      }),
+    );
+    const m = await createMember(s.url, admin, { prefix: "wh-concurrency" });
+    await clients(s.url, "grpc", () => admin).users.updateUser({
+      user: { id: m.user.id, displayName: "five endpoints" },
+      updateMask: { paths: ["display_name"] },
+    });
+    for (const r of endpoints) await r.waitFor(1, aboutUser(m.user.id));
+    expect(most).toBe(2);
   });
 });
 
