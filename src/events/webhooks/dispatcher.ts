@@ -125,6 +125,7 @@ export function createDispatcher(opts: DispatcherOptions) {
   let stopped = false;
   let pumping: Promise<void> | undefined;
   let again = false;
+  let claimFailing = false;
   let poll: NodeJS.Timeout | undefined;
   let renewal: NodeJS.Timeout | undefined;
 
@@ -154,8 +155,12 @@ export function createDispatcher(opts: DispatcherOptions) {
           again = false;
           await pumpOnce();
         } while (again && !stopped);
+        if (claimFailing) log.info("claiming webhooks works again");
+        claimFailing = false;
       } catch (err) {
-        logFailure(err, "claiming webhooks failed; retried on the next wake-up");
+        // Once per outage, not at every poll while the database is away.
+        if (!claimFailing) logFailure(err, "claiming webhooks failed; retried at every poll");
+        claimFailing = true;
       } finally {
         pumping = undefined;
       }
