@@ -111,6 +111,8 @@ describe("CreateWebhook, ListWebhooks, DeleteWebhook", () => {
     ["localhost", "http://localhost:8080/hook"],
     ["127.0.0.1", "http://127.0.0.1/hook"],
     ["127.x", "http://127.1.2.3/hook"],
+    ["loopback as one decimal number", "http://2130706433/hook"],
+    ["loopback in octal and hex", "http://0177.0.0.0x1/hook"],
     ["[::1]", "http://[::1]:9000/hook"],
     ["10.x", "https://10.0.0.5/hook"],
     ["172.16/12", "https://172.20.1.1/hook"],
