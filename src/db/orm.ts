@@ -23,6 +23,7 @@ import { Migration20261206140000 } from "./migrations/Migration20261206140000.ts
 import { Migration20261206150000 } from "./migrations/Migration20261206150000.ts";
 import { Migration20261207000000 } from "./migrations/Migration20261207000000.ts";
 import { Migration20261207000100 } from "./migrations/Migration20261207000100.ts";
+import { Migration20261207000200 } from "./migrations/Migration20261207000200.ts";
 
 /** The ORM type used across the service. */
 export type Orm = MikroORM;
@@ -45,6 +46,7 @@ const migrations = [
   { name: "Migration20261206150000", class: Migration20261206150000 },
   { name: "Migration20261207000000", class: Migration20261207000000 },
   { name: "Migration20261207000100", class: Migration20261207000100 },
+  { name: "Migration20261207000200", class: Migration20261207000200 },
 ];
 
 /** Connects to PostgreSQL; does not migrate (see `migrate`). Without entities it can only migrate. */
