@@ -10,7 +10,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { connect } from "@nats-io/transport-node";
+import { connect, nanos } from "@nats-io/transport-node";
 import { query } from "./database.ts";
 
 /** A nats-server, running or stopped; its port and store stay the same across restarts. */
@@ -166,5 +166,41 @@ export async function expectStreamMatchesDatabase(
       );
     }
     await new Promise((done) => setTimeout(done, 100));
+  }
+}
+
+/** How many messages USER_EVENTS holds (0 when it does not exist yet). */
+export async function streamLength(natsUrl: string): Promise<number> {
+  const nc = await connect({ servers: natsUrl });
+  try {
+    const jsm = await jetstreamManager(nc);
+    return await jsm.streams
+      .info("USER_EVENTS")
+      .then((i) => i.state.messages)
+      .catch(() => 0);
+  } finally {
+    await nc.close();
+  }
+}
+
+/** Creates USER_EVENTS as an operator would, with a duplicate window of its own. */
+export async function createUserEventsStream(natsUrl: string, duplicateWindowMs: number): Promise<void> {
+  const nc = await connect({ servers: natsUrl });
+  try {
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.add({ name: "USER_EVENTS", subjects: ["users.>"], duplicate_window: nanos(duplicateWindowMs) });
+  } finally {
+    await nc.close();
+  }
+}
+
+/** The duplicate window of USER_EVENTS, in milliseconds. */
+export async function duplicateWindowMs(natsUrl: string): Promise<number> {
+  const nc = await connect({ servers: natsUrl });
+  try {
+    const jsm = await jetstreamManager(nc);
+    return (await jsm.streams.info("USER_EVENTS")).config.duplicate_window / 1e6;
+  } finally {
+    await nc.close();
   }
 }

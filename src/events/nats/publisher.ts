@@ -133,17 +133,16 @@ export function createNatsPublisher(opts: PublisherOptions) {
   }
 
   function trouble(kind: "nats" | "database", err: unknown): void {
-    if (outage !== kind) {
-      const e = err as { name?: string; code?: string | number; message?: string };
-      // The NATS client's messages name no credentials; PostgreSQL's are left out (they may quote SQL).
-      const detail =
-        kind === "nats" ? { errorName: e?.name, reason: e?.message } : { errorName: e?.name, code: e?.code };
-      log.warn(
-        { servers, ...detail },
-        `NATS publishing paused (${kind}); events are kept and published when it is back`,
-      );
-      outage = kind;
-    }
+    if (outage === kind) return;
+    outage = kind;
+    const e = err as { name?: string; code?: string | number; message?: string };
+    // The NATS client's messages name no credentials; PostgreSQL's are left out (they may quote SQL).
+    const detail =
+      kind === "nats"
+        ? { errorName: e?.name, reason: e?.message?.slice(0, 200) }
+        : { errorName: e?.name, code: e?.code };
+    const what = kind === "nats" ? "NATS is" : "the database is";
+    log.warn({ servers, ...detail }, `NATS publishing paused: ${what} unavailable; events wait in PostgreSQL`);
   }
 
   function recovered(): void {
@@ -157,6 +156,7 @@ export function createNatsPublisher(opts: PublisherOptions) {
       if (s.type === "disconnect") {
         natsUp = false;
         observer.connected(false);
+        trouble("nats", { name: "Disconnected", message: "connection to NATS lost; reconnecting" });
       } else if (s.type === "reconnect") {
         natsUp = true;
         reconciled = false;
