@@ -162,7 +162,7 @@ export async function expectStreamMatchesDatabase(
       throw new Error(
         `the stream does not hold every event once in order: ${want.length} events, ${got.length} messages, ` +
           `${duplicates.length} duplicated (${duplicates.slice(0, 3).join(", ")}); ` +
-          `first difference at ${want.findIndex((w, i) => JSON.stringify(w) !== JSON.stringify(seen[i]))}`,
+          `first difference at ${firstDifference(want, seen)}`,
       );
     }
     await new Promise((done) => setTimeout(done, 100));
@@ -203,4 +203,10 @@ export async function duplicateWindowMs(natsUrl: string): Promise<number> {
   } finally {
     await nc.close();
   }
+}
+
+/** The first index where two lists differ (the shorter one's length when one is a prefix of the other). */
+function firstDifference(a: unknown[], b: unknown[]): number {
+  const i = a.findIndex((x, n) => JSON.stringify(x) !== JSON.stringify(b[n]));
+  return i >= 0 ? i : Math.min(a.length, b.length);
 }
