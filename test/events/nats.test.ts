@@ -10,7 +10,7 @@ import { SERVER_ENTRY } from "../../scripts/ensure-built.ts";
 import { adminToken, createMember } from "../helpers/accounts.ts";
 import { clients, failure } from "../helpers/clients.ts";
 import { query } from "../helpers/database.ts";
-import { expectStreamMatchesDatabase, type NatsServer, startNats } from "../helpers/nats.ts";
+import { databaseEvents, expectStreamMatchesDatabase, type NatsServer, startNats } from "../helpers/nats.ts";
 import { JWT_SECRET, startTestServer, type TestServer } from "../helpers/server.ts";
 import { parsePrometheusText, sampleKey } from "../ops/prometheus-text.ts";
 
@@ -42,6 +42,10 @@ describe("NATS JetStream publishing", () => {
     await failure(clients(server.url, "grpc").auth.login({ email: member.email, password: "wrong-password-1" }));
     await as.users.deleteUser({ userId: member.user.id });
 
+    // Auth events are written in batches: wait for the failed login's to be in the database, then compare.
+    await expect
+      .poll(async () => (await databaseEvents(server.databaseUrl)).map((e) => e.subject))
+      .toContain("users.auth.login_failed");
     const messages = await expectStreamMatchesDatabase(nats.url, server.databaseUrl);
     const subjects = new Set(messages.map((m) => m.subject));
     for (const s of ["users.user.created", "users.user.updated", "users.user.deleted"]) expect(subjects).toContain(s);

@@ -164,6 +164,14 @@ export function createNatsPublisher(opts: PublisherOptions) {
         wake();
       }
     }
+    // The client gave up (it reconnects forever, so only a refusal such as bad credentials ends it): the
+    // next pass connects anew, with backoff.
+    if (nc === c && !stopping) {
+      nc = undefined;
+      natsUp = false;
+      observer.connected(false);
+      trouble("nats", { name: "Closed", message: "the NATS connection was closed; connecting again" });
+    }
   }
 
   async function ensureConnection(): Promise<boolean> {
