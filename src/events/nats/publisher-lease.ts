@@ -80,4 +80,15 @@ export async function publishLagSeconds(pool: pg.Pool, name: string): Promise<nu
   return newestTime && since ? Math.max(0, (newestTime.getTime() - since.getTime()) / 1000) : 0;
 }
 
+/** The id of the event at `seq` (null when there is none: never numbered, or pruned). */
+export async function eventIdAt(pool: pg.Pool, seq: number): Promise<string | null> {
+  const { rows } = await pool.query<{ id: string }>({
+    name: "event-publisher-event-id",
+    text: `select id::text from user_changes where seq = $1
+      union all select id::text from auth_events where seq = $1 limit 1`,
+    values: [seq],
+  });
+  return rows[0]?.id ?? null;
+}
+
 export type PublisherLease = ReturnType<typeof createPublisherLease>;

@@ -32,7 +32,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type pg from "pg";
 import type { Logger } from "pino";
 import { eventTime, type OutboundEvent, readEvents } from "../event-log.ts";
-import { createPublisherLease } from "./publisher-lease.ts";
+import { createPublisherLease, eventIdAt } from "./publisher-lease.ts";
 import { ensureStream, STREAM, streamPosition, toMessage } from "./stream.ts";
 
 /** The publisher's row in event_publishers. */
@@ -220,6 +220,17 @@ export function createNatsPublisher(opts: PublisherOptions) {
     });
     lastSequence = position.lastSequence;
     if (position.eventSeq <= cursor) return cursor;
+    // Only this database's own event is proof the stream is ahead: after a restore from a backup older than
+    // the stream (or with another deployment's stream) the seqs are reused by other events, which skipping
+    // would lose; publishing from the cursor may repeat some instead, which consumers dedupe on the id.
+    const id = await attempt("database", () => eventIdAt(pool, position.eventSeq));
+    if (id !== position.eventId) {
+      log.warn(
+        { cursor, streamEventSeq: position.eventSeq },
+        "the stream's last event is not this database's event at that seq; publishing from the cursor",
+      );
+      return cursor;
+    }
     const saved = await attempt("database", async () =>
       lease.save(position.eventSeq, await eventTime(pool, position.eventSeq)),
     );

@@ -64,6 +64,8 @@ export interface StreamPosition {
   lastSequence: number;
   /** The seq header of the last message on `users.>` (0 when there is none, or it has no such header). */
   eventSeq: number;
+  /** That message's Nats-Msg-Id: the event id, checked against the database's event at `eventSeq`. */
+  eventId: string;
 }
 
 /**
@@ -75,5 +77,9 @@ export async function streamPosition(jsm: JetStreamManager): Promise<StreamPosit
   const lastSequence = (await jsm.streams.info(STREAM)).state.last_seq;
   const last = lastSequence === 0 ? null : await jsm.streams.getMessage(STREAM, { last_by_subj: SUBJECTS });
   const eventSeq = Number(last?.header.get(SEQ_HEADER) ?? 0);
-  return { lastSequence, eventSeq: Number.isSafeInteger(eventSeq) && eventSeq > 0 ? eventSeq : 0 };
+  return {
+    lastSequence,
+    eventSeq: Number.isSafeInteger(eventSeq) && eventSeq > 0 ? eventSeq : 0,
+    eventId: last?.header.get("Nats-Msg-Id") ?? "",
+  };
 }
