@@ -273,19 +273,22 @@ export function createNatsPublisher(opts: PublisherOptions) {
     return { done };
   }
 
-  /** One pass: claim, reconcile if needed, publish a batch, save the cursor. True when more may be waiting. */
-  async function pass(): Promise<boolean> {
-    if (!(await attempt("nats", ensureConnection))) return false;
+  /**
+   * One pass: claim, reconcile if needed, publish a batch, save the cursor. "more" when more may be waiting,
+   * "standby" while another replica holds the lease or NATS is away.
+   */
+  async function pass(): Promise<"more" | "done" | "standby"> {
+    if (!(await attempt("nats", ensureConnection))) return "standby";
     const held = await attempt("database", lease.claim);
     if (!held) {
       reconciled = false;
       recovered();
-      return false;
+      return "standby";
     }
     let cursor = held.cursor;
     if (!reconciled) {
       cursor = await reconcile(cursor);
-      if (cursor < 0) return false;
+      if (cursor < 0) return "standby";
       reconciled = true;
     }
     const page = await attempt("database", () => readEvents(pool, { after: cursor, limit: batch }));
@@ -299,27 +302,30 @@ export function createNatsPublisher(opts: PublisherOptions) {
       // The stream moved behind this publisher's back (a stale publisher, or a duplicate): reconcile at once.
       if (failure instanceof JetStreamApiError && failure.code === JetStreamApiCodes.StreamWrongLastSequence) {
         log.info({ stream: STREAM }, "the stream's last sequence was not the expected one; reconciling");
-        return true;
+        return "more";
       }
       trouble("nats", failure);
       throw failure;
     }
     recovered();
-    return page.events.length === batch;
+    return page.events.length === batch ? "more" : "done";
   }
 
   async function run(): Promise<void> {
     while (!stopping) {
-      let more = false;
+      let next: Awaited<ReturnType<typeof pass>>;
       try {
-        more = await pass();
+        next = await pass();
       } catch {
         // Logged once per outage by pass(); waited out with backoff, not woken by every new event.
         await pause(backoff, true);
         backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
         continue;
       }
-      if (!more) await pause(pollMs);
+      // A replica on standby only watches for the lease to free up or NATS to come back, both noticed within a
+      // poll: it does not claim on every new event.
+      if (next === "done") await pause(pollMs);
+      else if (next === "standby") await pause(pollMs, true);
     }
   }
 
