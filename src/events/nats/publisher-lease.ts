@@ -8,7 +8,7 @@ import type pg from "pg";
 import { eventTime, newestSeq, readEvents } from "../event-log.ts";
 
 /** The cursor of a held lease: the seq of the last event the broker confirmed. */
-export interface Held {
+interface Held {
   cursor: number;
 }
 
@@ -90,5 +90,3 @@ export async function eventIdAt(pool: pg.Pool, seq: number): Promise<string | nu
   });
   return rows[0]?.id ?? null;
 }
-
-export type PublisherLease = ReturnType<typeof createPublisherLease>;

@@ -47,7 +47,7 @@ export interface PublisherObserver {
   connected(up: boolean): void;
 }
 
-export interface PublisherOptions {
+interface PublisherOptions {
   /** NATS_URL: one or more server URLs, comma-separated. */
   url: string;
   pool: pg.Pool;
@@ -66,7 +66,7 @@ export interface PublisherOptions {
 }
 
 /** The URLs as they may be logged: credentials and query strings removed. */
-export function redactServers(url: string): string {
+function redactServers(url: string): string {
   return url
     .split(",")
     .map((part) => {

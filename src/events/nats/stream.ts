@@ -14,14 +14,14 @@ import type { OutboundEvent } from "../event-log.ts";
 
 export const STREAM = "USER_EVENTS";
 /** Every subject the service publishes on: `users.<wire type>` (`users.user.updated`, `users.auth.logout`). */
-export const SUBJECTS = "users.>";
+const SUBJECTS = "users.>";
 /** The header carrying the event's seq in the one order of events: what the reconcile reads back. */
-export const SEQ_HEADER = "Users-Event-Seq";
+const SEQ_HEADER = "Users-Event-Seq";
 /** How long JetStream remembers a Nats-Msg-Id: a retried publish within it is acknowledged as a duplicate. */
-export const DUPLICATE_WINDOW_MS = 120_000;
+const DUPLICATE_WINDOW_MS = 120_000;
 
 /** The subject of an event. */
-export const subjectOf = (e: OutboundEvent) => `users.${e.type}`;
+const subjectOf = (e: OutboundEvent) => `users.${e.type}`;
 
 /** An event as published: the payload (the webhook body's shape) and its headers. */
 export function toMessage(e: OutboundEvent): { subject: string; payload: string; headers: MsgHdrs } {
@@ -59,7 +59,7 @@ export async function ensureStream(jsm: JetStreamManager): Promise<"created" | "
 }
 
 /** Where the stream stands: the sequence of its last message, and the event seq of the last event in it. */
-export interface StreamPosition {
+interface StreamPosition {
   /** The stream's last message sequence (0 when empty): the next publish expects it. */
   lastSequence: number;
   /** The seq header of the last message on `users.>` (0 when there is none, or it has no such header). */
