@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { authEvents, cleanUp as cleanUpAuthEvents } from "./scenarios/auth-events.ts";
 import { cleanUp as cleanUpFanout, fanout } from "./scenarios/fanout.ts";
 import { cleanUp as cleanUpGetUser, getUser, getUser1m } from "./scenarios/getuser.ts";
+import { cleanUp as cleanUpOutbound, outbound } from "./scenarios/outbound.ts";
 import { cleanUp as cleanUpWritersScaling, writersScaling } from "./scenarios/writers-scaling.ts";
 import { cleanUp as cleanUpWrites, writes } from "./scenarios/writes.ts";
 import { repoRoot } from "./servers.ts";
@@ -30,6 +31,7 @@ const scenarios: Record<string, Scenario> = {
   "writers-scaling": { run: writersScaling, cleanUp: cleanUpWritersScaling },
   fanout: { run: fanout, cleanUp: cleanUpFanout },
   "auth-events": { run: authEvents, cleanUp: cleanUpAuthEvents },
+  outbound: { run: outbound, cleanUp: cleanUpOutbound },
 };
 
 const log = (line: string) => process.stderr.write(`bench: ${line}\n`);

@@ -16,7 +16,7 @@ import type { Logger } from "pino";
 import { Webhook } from "standardwebhooks";
 import { eventTime, type OutboundEvent, readEvents } from "../event-log.ts";
 import type { SecretBox } from "./secret-box.ts";
-import { type AttemptResult, send } from "./sender.ts";
+import { type AttemptResult, connectionsFor, send } from "./sender.ts";
 
 const LEASE_MS = 30_000;
 const ATTEMPT_TIMEOUT_MS = 10_000;
@@ -211,60 +211,76 @@ export function createDispatcher(opts: DispatcherOptions) {
     }
     let cursor = Number(ep.cursor_seq);
     let failures = ep.attempt;
-    while (!signal.aborted) {
-      const page = await readEvents(pool, { after: cursor, limit: BATCH, types: ep.event_types });
-      if (page.events.length === 0) {
-        const time = page.readTo > cursor ? await eventTime(pool, page.readTo) : null;
-        await query("webhook-caught-up", CAUGHT_UP, [ep.id, owner, page.readTo, time]);
-        return;
-      }
-      for (const event of page.events) {
-        const body = payloadOf(event);
-        const now = new Date();
-        const result = await send({
-          url: ep.url,
-          headers: {
-            "webhook-id": event.id,
-            "webhook-timestamp": String(Math.floor(now.getTime() / 1000)),
-            "webhook-signature": signer.sign(event.id, now, body),
-          },
-          body,
-          allowPrivate: opts.allowPrivate,
-          timeoutMs: ATTEMPT_TIMEOUT_MS,
-          signal,
-        });
-        opts.onAttempt(result);
-        const attempt = failures + 1;
-        if (result.ok) {
-          const moved = await query("webhook-succeeded", SUCCEEDED, [
-            ep.id,
-            owner,
-            event.seq,
-            event.time,
-            LEASE_MS,
-            event.id,
-            event.type,
-            attempt,
-            result.status,
-            now,
-          ]);
-          // Lease lost, or the endpoint deleted: whoever holds it now delivers from its own cursor.
-          if (moved.rowCount === 0) return;
-          cursor = event.seq;
-          failures = 0;
-          continue;
+    // One kept-alive connection for the run (sender.ts): every attempt of it goes to this one endpoint.
+    const agent = connectionsFor(ep.url);
+    // A success is recorded (cursor, delivery row: fenced on the lease) while the next event is sent: at most
+    // one record in flight, each awaited before the next starts, so they land in order. If it finds the lease
+    // gone, the event sent meanwhile is also sent by the new holder (at least once, same webhook-id), and
+    // this run stops. Sending and recording one after the other made a delivery cost both round trips.
+    let recording: Promise<boolean> = Promise.resolve(true);
+    try {
+      while (!signal.aborted) {
+        const page = await readEvents(pool, { after: cursor, limit: BATCH, types: ep.event_types });
+        if (page.events.length === 0) {
+          if (!(await recording)) return;
+          const time = page.readTo > cursor ? await eventTime(pool, page.readTo) : null;
+          await query("webhook-caught-up", CAUGHT_UP, [ep.id, owner, page.readTo, time]);
+          return;
         }
-        const delay = Math.min(opts.retryBaseMs * 2 ** failures, MAX_RETRY_MS);
-        const { rows } = await pool.query<{ next_attempt_time: Date | null }>({
-          name: "webhook-failed",
-          text: FAILED,
-          values: [ep.id, owner, attempt, delay, event.id, event.type, result.status, result.error, now],
-        });
-        if (rows.length === 0) return;
-        if (rows[0].next_attempt_time) retryIn(delay);
-        else log.warn({ webhookId: ep.id }, "webhook disabled: its deliveries failed for 3 days");
-        return;
+        for (const event of page.events) {
+          const body = payloadOf(event);
+          const now = new Date();
+          const result = await send({
+            url: ep.url,
+            headers: {
+              "webhook-id": event.id,
+              "webhook-timestamp": String(Math.floor(now.getTime() / 1000)),
+              "webhook-signature": signer.sign(event.id, now, body),
+            },
+            body,
+            allowPrivate: opts.allowPrivate,
+            timeoutMs: ATTEMPT_TIMEOUT_MS,
+            signal,
+            agent,
+          });
+          opts.onAttempt(result);
+          // Lease lost, or the endpoint deleted: whoever holds it now delivers from its own cursor.
+          if (!(await recording)) return;
+          const attempt = failures + 1;
+          if (result.ok) {
+            recording = query("webhook-succeeded", SUCCEEDED, [
+              ep.id,
+              owner,
+              event.seq,
+              event.time,
+              LEASE_MS,
+              event.id,
+              event.type,
+              attempt,
+              result.status,
+              now,
+            ]).then((moved) => moved.rowCount !== 0);
+            cursor = event.seq;
+            failures = 0;
+            continue;
+          }
+          const delay = Math.min(opts.retryBaseMs * 2 ** failures, MAX_RETRY_MS);
+          const { rows } = await pool.query<{ next_attempt_time: Date | null }>({
+            name: "webhook-failed",
+            text: FAILED,
+            values: [ep.id, owner, attempt, delay, event.id, event.type, result.status, result.error, now],
+          });
+          if (rows.length === 0) return;
+          if (rows[0].next_attempt_time) retryIn(delay);
+          else log.warn({ webhookId: ep.id }, "webhook disabled: its deliveries failed for 3 days");
+          return;
+        }
+        if (!(await recording)) return;
       }
+    } finally {
+      // A record still in flight lands (or fails: its event is then sent again) before the lease is given up.
+      await recording.catch(() => false);
+      agent.destroy();
     }
   }
 

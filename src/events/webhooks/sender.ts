@@ -3,8 +3,13 @@
  * pinned to the checked addresses (the request's `lookup` hands them back instead of asking DNS again), so a
  * name that resolves to a public address when checked and a private one a moment later (DNS rebinding)
  * cannot send the request inside. HTTPS still verifies the certificate against the URL's host name. The
- * status is all that is read: redirects are not followed (a 3xx is a failure), and the connection is closed
- * once the status line and headers arrive, so no response body is read or logged.
+ * status is all that is read: redirects are not followed (a 3xx is a failure); the body is drained unread
+ * (never logged) so the connection can carry the next attempt, and a body over 64 KiB closes it instead.
+ *
+ * Connections are kept alive per delivery run (`connectionsFor`: one endpoint, one socket): every socket in
+ * it was opened through the pinned `lookup`, so it goes to an address that was checked when it was opened,
+ * and each attempt still resolves and checks the host first (a name turned private is refused). Opening a
+ * connection per attempt halved the events a second one endpoint gets (bench/results/outbound.md).
  */
 import http from "node:http";
 import https from "node:https";
@@ -29,6 +34,17 @@ export interface Attempt {
   timeoutMs: number;
   /** Aborts the attempt on shutdown: the promise then rejects, and nothing is recorded for it. */
   signal: AbortSignal;
+  /** The delivery run's kept-alive connection (`connectionsFor`); without it, a connection per attempt. */
+  agent?: http.Agent;
+}
+
+/** At most this much of an answer's body is drained to keep its connection; more closes it. */
+const MAX_DRAINED_BYTES = 64 * 1024;
+
+/** Kept-alive connections for one delivery run to `url`'s endpoint: one socket; destroy() when the run ends. */
+export function connectionsFor(url: string): http.Agent {
+  const options = { keepAlive: true, maxSockets: 1, maxFreeSockets: 1 };
+  return new URL(url).protocol === "https:" ? new https.Agent(options) : new http.Agent(options);
 }
 
 const USER_AGENT = "user-service-webhooks/1";
@@ -66,19 +82,25 @@ export async function send(attempt: Attempt): Promise<AttemptResult> {
           "content-length": Buffer.byteLength(attempt.body),
           "user-agent": USER_AGENT,
         },
+        // Used by a new socket only: every socket of the run's agent was opened to a checked address.
         lookup: pinned(addresses),
-        // A connection of its own per attempt: a pooled one could have been opened to another address.
-        agent: false,
+        agent: attempt.agent ?? false,
         signal,
       },
       (res) => {
         const status = res.statusCode ?? 0;
-        res.destroy();
-        resolve(
+        const outcome: AttemptResult =
           status >= 200 && status < 300
             ? { ok: true, status }
-            : { ok: false, reason: "status", status, error: `the endpoint answered HTTP ${status}` },
-        );
+            : { ok: false, reason: "status", status, error: `the endpoint answered HTTP ${status}` };
+        let drained = 0;
+        res.on("data", (chunk: Buffer) => {
+          drained += chunk.length;
+          if (drained > MAX_DRAINED_BYTES) res.destroy();
+        });
+        res.on("end", () => resolve(outcome));
+        // Destroyed (too long a body) or cut off after the status: the status is the answer.
+        res.on("close", () => resolve(outcome));
       },
     );
     req.on("error", (err: NodeJS.ErrnoException) => {
