@@ -11,9 +11,7 @@
  * BENCH_LOGIN_CONCURRENCY (8 logins in flight), BENCH_RECORDS (200000 events for the in-process part).
  */
 import { randomBytes, randomUUID } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { availableParallelism, cpus, loadavg, tmpdir } from "node:os";
-import { join } from "node:path";
+import { availableParallelism, cpus, loadavg } from "node:os";
 import { createClient, createContextValues } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import pg from "pg";
@@ -21,8 +19,8 @@ import pino from "pino";
 import { AuthService } from "../../gen/auth/v1/auth_service_pb.js";
 import { UserService } from "../../gen/user/v1/user_service_pb.js";
 import { createAuthEventRecorder } from "../../src/auth/auth-event-recorder.ts";
-import { startEmbeddedPostgres } from "../../src/db/embedded-postgres.ts";
 import { kClientAddress } from "../../src/rpc/context.ts";
+import { benchDatabase } from "../database.ts";
 import { benchAdminToken, seed } from "../seed.ts";
 import { gitCommit, type ServerEnv, type ServerProcess, startServer } from "../servers.ts";
 
@@ -124,14 +122,7 @@ export async function authEvents(): Promise<string> {
   const records = num("BENCH_RECORDS", 200_000);
   const load = loadavg()[0];
   try {
-    let databaseUrl = process.env.BENCH_DATABASE_URL;
-    if (!databaseUrl) {
-      const work = mkdtempSync(join(tmpdir(), "bench-auth-events-"));
-      cleanups.push(async () => rmSync(work, { recursive: true, force: true }));
-      const embedded = await startEmbeddedPostgres(work, log);
-      cleanups.push(() => embedded.stop());
-      databaseUrl = embedded.url;
-    }
+    const databaseUrl = await benchDatabase("auth-events", cleanups, log);
     await seed(databaseUrl, 1000);
     const env: ServerEnv & Record<string, string> = {
       DATABASE_URL: databaseUrl,

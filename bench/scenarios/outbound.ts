@@ -17,9 +17,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { availableParallelism, cpus, loadavg, tmpdir } from "node:os";
-import { join } from "node:path";
+import { availableParallelism, cpus, loadavg } from "node:os";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -28,8 +26,8 @@ import { hash } from "@node-rs/bcrypt";
 import pg from "pg";
 import { WebhookService } from "../../gen/events/v1/webhook_service_pb.js";
 import { UserService } from "../../gen/user/v1/user_service_pb.js";
-import { startEmbeddedPostgres } from "../../src/db/embedded-postgres.ts";
 import { startNats } from "../../test/helpers/nats-server.ts";
+import { benchDatabase } from "../database.ts";
 import { benchAdminToken, seed } from "../seed.ts";
 import { gitCommit, repoRoot, type ServerEnv, type ServerProcess, startServer } from "../servers.ts";
 
@@ -86,14 +84,7 @@ export async function outbound(): Promise<string> {
   const rounds = num("BENCH_ROUNDS", 3);
   const load = loadavg()[0];
   try {
-    let databaseUrl = process.env.BENCH_DATABASE_URL;
-    if (!databaseUrl) {
-      const work = mkdtempSync(join(tmpdir(), "bench-outbound-"));
-      cleanups.push(async () => rmSync(work, { recursive: true, force: true }));
-      const embedded = await startEmbeddedPostgres(work, log);
-      cleanups.push(() => embedded.stop());
-      databaseUrl = embedded.url;
-    }
+    const databaseUrl = await benchDatabase("outbound", cleanups, log);
     await seed(databaseUrl, 1000);
     const nats = await startNats();
     cleanups.push(() => nats.dispose());

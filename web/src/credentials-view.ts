@@ -11,7 +11,7 @@ import type { Api } from "./api.ts";
 import { openDialog } from "./dialog.ts";
 import { h, replace } from "./dom.ts";
 import { explain } from "./errors.ts";
-import { field, showFieldErrors } from "./form-fields.ts";
+import { field, onCreate, revealSecret } from "./form-fields.ts";
 import { formatTime, formatWhen } from "./format.ts";
 
 /** A session as both services return it (auth.v1.Session and user.v1.Session have the same fields). */
@@ -187,34 +187,18 @@ function apiKeysSection(api: () => Api, user: User, apiBaseUrl: string): HTMLEle
     field("Expires (optional)", "expire_time", expires),
     create,
   );
-  form.addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    create.disabled = true;
-    showFieldErrors(form, new Map());
-    try {
-      const at = expires.value ? new Date(`${expires.value}T00:00:00`) : undefined;
-      const res = await api().users.createApiKey({
-        userId: user.id,
-        displayName: name.value.trim(),
-        expireTime: at ? timestampFromDate(at) : undefined,
-      });
-      name.value = "";
-      expires.value = "";
-      replace(
-        secretBox,
-        h("strong", {}, "Copy this secret now: it is shown only once."),
-        h("code", { "data-testid": "api-key-secret" }, res.secret),
-      );
-      secretBox.hidden = false;
-      say(`Key "${res.apiKey?.displayName}" created.`);
-      await load();
-    } catch (err) {
-      const why = explain(err, apiBaseUrl);
-      const rest = showFieldErrors(form, why.fields);
-      say([why.message, ...rest].join(" "), "error");
-    } finally {
-      create.disabled = false;
-    }
+  onCreate({ form, submit: create, apiBaseUrl, say }, async () => {
+    const at = expires.value ? new Date(`${expires.value}T00:00:00`) : undefined;
+    const res = await api().users.createApiKey({
+      userId: user.id,
+      displayName: name.value.trim(),
+      expireTime: at ? timestampFromDate(at) : undefined,
+    });
+    name.value = "";
+    expires.value = "";
+    revealSecret(secretBox, "secret", "api-key-secret", res.secret);
+    say(`Key "${res.apiKey?.displayName}" created.`);
+    await load();
   });
   void load();
   return h(

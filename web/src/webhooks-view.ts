@@ -8,7 +8,7 @@ import type { Api } from "./api.ts";
 import { openDialog } from "./dialog.ts";
 import { h, replace } from "./dom.ts";
 import { explain } from "./errors.ts";
-import { field, showFieldErrors } from "./form-fields.ts";
+import { field, onCreate, revealSecret } from "./form-fields.ts";
 import { formatTime, formatWhen } from "./format.ts";
 
 type Time = Parameters<typeof formatTime>[0];
@@ -171,39 +171,21 @@ export function openWebhooks(opts: { api: () => Api; apiBaseUrl: string }): void
     field("Description", "description", description),
     create,
   );
-  form.addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    create.disabled = true;
-    showFieldErrors(form, new Map());
-    try {
-      const res = await api().webhooks.createWebhook({
-        url: url.value.trim(),
-        eventTypes: types.value
-          .split(",")
-          .map((t) => t.trim())
-          .filter((t) => t !== ""),
-        description: description.value.trim(),
-      });
-      url.value = "";
-      types.value = "";
-      description.value = "";
-      replace(
-        secretBox,
-        h("strong", {}, "Copy this signing secret now: it is shown only once."),
-        h("code", { "data-testid": "webhook-secret" }, res.secret),
-      );
-      secretBox.hidden = false;
-      say(`Webhook ${res.webhook?.url} created: events from now on are sent to it.`);
-      await load();
-    } catch (err) {
-      const why = explain(err, apiBaseUrl);
-      // Violations of event_types[2] belong to the event types field.
-      const fields = new Map([...why.fields].map(([k, v]) => [k.replace(/\[\d+\]$/, ""), v]));
-      const rest = showFieldErrors(form, fields);
-      say([why.message, ...rest].join(" "), "error");
-    } finally {
-      create.disabled = false;
-    }
+  onCreate({ form, submit: create, apiBaseUrl, say }, async () => {
+    const res = await api().webhooks.createWebhook({
+      url: url.value.trim(),
+      eventTypes: types.value
+        .split(",")
+        .map((t) => t.trim())
+        .filter((t) => t !== ""),
+      description: description.value.trim(),
+    });
+    url.value = "";
+    types.value = "";
+    description.value = "";
+    revealSecret(secretBox, "signing secret", "webhook-secret", res.secret);
+    say(`Webhook ${res.webhook?.url} created: events from now on are sent to it.`);
+    await load();
   });
   void load();
   openDialog(
