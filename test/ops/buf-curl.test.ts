@@ -38,6 +38,7 @@ describe.concurrent.each(Object.entries(protocols))("buf curl %s", (_name, flags
     expect(out).toEqual(
       expect.arrayContaining([
         "auth.v1.AuthService",
+        "events.v1.WebhookService",
         "user.v1.UserService",
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",

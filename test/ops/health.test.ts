@@ -14,7 +14,7 @@ import {
 import { grpcJsClient, grpcJsUnary, type TransportName, transport } from "../helpers/clients.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 
-const names = ["", "user.v1.UserService", "auth.v1.AuthService"];
+const names = ["", "user.v1.UserService", "auth.v1.AuthService", "events.v1.WebhookService"];
 
 let server: TestServer;
 beforeAll(async () => {

@@ -57,6 +57,7 @@ describe.each([
       services: [
         "user.v1.UserService",
         "auth.v1.AuthService",
+        "events.v1.WebhookService",
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
