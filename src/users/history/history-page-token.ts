@@ -12,7 +12,7 @@ import type { HistoryFilter } from "./history-filter.ts";
 /** What a token is bound to. */
 export interface HistoryListing {
   readonly userId: string;
-  readonly filter: HistoryFilter | null;
+  readonly filter: HistoryFilter;
 }
 
 /** Where the next page starts: below this change, in (change_time desc, seq desc) order. */

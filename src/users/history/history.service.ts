@@ -28,7 +28,7 @@ type HistoryRow = UserChangeRow & { position: string };
 /** One page of history: up to `size + 1` rows after `after`, newest first. */
 async function readPage(
   pool: pg.Pool,
-  q: { userId: string; filter: HistoryFilter | null; after: HistoryCursor | null; size: number },
+  q: { userId: string; filter: HistoryFilter; after: HistoryCursor | null; size: number },
 ): Promise<HistoryRow[]> {
   const { sql, params } = toSql(
     (p) => `select ${USER_CHANGE_COLUMNS},

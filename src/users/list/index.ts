@@ -47,6 +47,7 @@
  * indexes remove even that. `email = "..."` already uses users_email_live_key when deleted users are hidden.
  */
 export { FilterError, OrderByError, PageTokenError } from "./errors.ts";
+export { createEventFilter, type EventCondition, type EventFilter, type EventFilterSpec } from "./event-filter.ts";
 export type { Comparator, Condition, Filter, FilterTree, Ordering } from "./filter.ast.ts";
 export type { Restriction } from "./filter.fields.ts";
 export { MAX_FILTER_DEPTH, MAX_FILTER_TERMS, parseFilter, parseFilterWith } from "./filter.parser.ts";
